@@ -1,0 +1,141 @@
+//! Engine errors. Each carries a message that names the problem; the HTTP
+//! layer maps [`ErrorKind`] to a status code in exactly one place.
+
+use datafusion::error::DataFusionError;
+
+/// How a failure should be reported to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request was wrong: bad SQL, unknown object, constraint violation.
+    BadRequest,
+    /// No valid credentials.
+    Unauthorized,
+    /// Valid credentials, not allowed.
+    Forbidden,
+    /// A genuine server fault.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// SQL that does not parse or is not a statement KalamDB runs.
+    #[error("{0}")]
+    InvalidSql(String),
+    /// A namespace, table, user or other object that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// An object that already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A value outside what is allowed (a bad name, an option, a parameter).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The caller's role does not allow this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Credentials are missing, wrong or expired.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Errors from planning or running a query.
+    #[error("{}", query_message(.0))]
+    Query(DataFusionError),
+    /// RocksDB failed.
+    #[error("storage error: {0}")]
+    Storage(#[from] rocksdb::Error),
+    /// Anything else that is the server's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl EngineError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::InvalidSql(_)
+            | EngineError::NotFound(_)
+            | EngineError::AlreadyExists(_)
+            | EngineError::InvalidInput(_) => ErrorKind::BadRequest,
+            EngineError::PermissionDenied(_) => ErrorKind::Forbidden,
+            EngineError::Unauthenticated(_) => ErrorKind::Unauthorized,
+            EngineError::Storage(_) | EngineError::Internal(_) => ErrorKind::Internal,
+            EngineError::Query(e) => match e.find_root() {
+                DataFusionError::Internal(_)
+                | DataFusionError::IoError(_)
+                | DataFusionError::ObjectStore(_)
+                | DataFusionError::ParquetError(_)
+                | DataFusionError::ExecutionJoin(_) => ErrorKind::Internal,
+                _ => ErrorKind::BadRequest,
+            },
+        }
+    }
+
+    /// A stable, machine-readable code for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::InvalidSql(_) => "INVALID_SQL",
+            EngineError::NotFound(_) => "NOT_FOUND",
+            EngineError::AlreadyExists(_) => "ALREADY_EXISTS",
+            EngineError::InvalidInput(_) => "INVALID_INPUT",
+            EngineError::PermissionDenied(_) => "PERMISSION_DENIED",
+            EngineError::Unauthenticated(_) => "UNAUTHORIZED",
+            EngineError::Storage(_) | EngineError::Internal(_) => "INTERNAL_ERROR",
+            EngineError::Query(e) => match e.find_root() {
+                DataFusionError::SQL(..) => "INVALID_SQL",
+                DataFusionError::NotImplemented(_) => "UNSUPPORTED",
+                _ if self.kind() == ErrorKind::Internal => "INTERNAL_ERROR",
+                _ => "QUERY_ERROR",
+            },
+        }
+    }
+}
+
+impl From<DataFusionError> for EngineError {
+    /// Unwraps engine errors that travelled through DataFusion (raised inside
+    /// a table provider) so they keep their own kind.
+    fn from(err: DataFusionError) -> Self {
+        let is_engine =
+            matches!(err.find_root(), DataFusionError::External(e) if e.is::<EngineError>());
+        if is_engine {
+            if let DataFusionError::External(e) = unwrap_context(err) {
+                if let Ok(engine) = e.downcast::<EngineError>() {
+                    return *engine;
+                }
+            }
+            return EngineError::Internal("lost an engine error".into());
+        }
+        EngineError::Query(err)
+    }
+}
+
+impl From<EngineError> for DataFusionError {
+    fn from(err: EngineError) -> Self {
+        DataFusionError::External(Box::new(err))
+    }
+}
+
+fn unwrap_context(err: DataFusionError) -> DataFusionError {
+    match err {
+        DataFusionError::Context(_, inner) => unwrap_context(*inner),
+        DataFusionError::Shared(inner) => match std::sync::Arc::try_unwrap(inner) {
+            Ok(inner) => unwrap_context(inner),
+            Err(shared) => DataFusionError::Internal(shared.to_string()),
+        },
+        other => other,
+    }
+}
+
+/// DataFusion messages without the internal catalog name and error-kind prefix.
+fn query_message(err: &DataFusionError) -> String {
+    let root = err.find_root();
+    let text = match root {
+        DataFusionError::SQL(e, _) => format!("SQL syntax error: {e}"),
+        DataFusionError::Plan(m)
+        | DataFusionError::Execution(m)
+        | DataFusionError::NotImplemented(m)
+        | DataFusionError::Configuration(m) => m.clone(),
+        DataFusionError::SchemaError(e, _) => e.to_string(),
+        other => other.to_string(),
+    };
+    text.replace(&format!("{}.", crate::catalog::CATALOG_NAME), "")
+}

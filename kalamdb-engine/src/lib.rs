@@ -1,0 +1,20 @@
+//! The KalamDB engine: storage (RocksDB hot tier), catalog, SQL and auth.
+//!
+//! [`Engine`] is the one object the HTTP layer talks to; nothing outside this
+//! crate touches RocksDB or the data directory.
+
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod json;
+pub mod session;
+pub mod sql;
+pub mod storage;
+pub mod system;
+
+mod engine;
+
+pub use engine::{Bootstrap, Engine, EngineConfig};
+pub use error::{EngineError, ErrorKind, Result};
+pub use session::Caller;
+pub use sql::execute::{BatchOutcome, SqlRequest, StatementError, StatementResult};

@@ -1,0 +1,11 @@
+//! SQL: KalamDB's statements on top of DataFusion's dialect.
+//!
+//! `parser` splits a batch into statements and parses KalamDB's own
+//! statements with sqlparser's token API; everything else goes to DataFusion.
+//! `execute` runs a batch for a caller.
+
+pub mod execute;
+pub mod parser;
+
+mod namespaces;
+mod users;

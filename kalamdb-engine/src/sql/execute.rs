@@ -1,0 +1,373 @@
+//! Running a batch of statements for a caller.
+//!
+//! Statements run in order and the first failure stops the batch; the
+//! results of the statements before it are kept. KalamDB's own statements
+//! are handled here; every other statement is planned by DataFusion with DDL
+//! and session statements refused, so only KalamDB's catalog changes schemas.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, UInt64Type};
+use datafusion::common::ScalarValue;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::{FunctionRegistry, SessionState};
+use datafusion::logical_expr::{
+    ColumnarValue, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::SQLOptions;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+
+use super::parser::{KalamStatement, StatementSource, split_batch};
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::json::{JsonRow, batches_to_rows, sql_type_name};
+use crate::session::Caller;
+
+/// A batch of statements as a client sends it.
+#[derive(Debug, Clone, Default)]
+pub struct SqlRequest {
+    /// One or more statements separated by `;`.
+    pub sql: String,
+    /// Values for `$1`, `$2`, … in every statement of the batch.
+    pub params: Vec<serde_json::Value>,
+    /// Default namespace for unqualified table names.
+    pub namespace: Option<String>,
+}
+
+/// A column of a result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultColumn {
+    pub name: String,
+    /// SQL type name (`BIGINT`, `TEXT`, …).
+    pub data_type: String,
+}
+
+/// The result of one statement.
+#[derive(Debug, Clone, Default)]
+pub struct StatementResult {
+    pub columns: Vec<ResultColumn>,
+    pub rows: Vec<JsonRow>,
+    /// Rows returned (queries) or affected (DDL/DML).
+    pub row_count: u64,
+    /// Human summary for DDL/DML.
+    pub message: Option<String>,
+}
+
+impl StatementResult {
+    /// A result with no rows and a message.
+    pub fn message(row_count: u64, message: impl Into<String>) -> Self {
+        StatementResult {
+            row_count,
+            message: Some(message.into()),
+            ..Default::default()
+        }
+    }
+
+    fn from_batches(
+        batches: &[RecordBatch],
+        schema: &datafusion::arrow::datatypes::Schema,
+    ) -> Result<Self> {
+        let rows = batches_to_rows(batches)?;
+        Ok(StatementResult {
+            columns: schema
+                .fields()
+                .iter()
+                .map(|f| ResultColumn {
+                    name: f.name().clone(),
+                    data_type: sql_type_name(f.data_type()),
+                })
+                .collect(),
+            row_count: rows.len() as u64,
+            rows,
+            message: None,
+        })
+    }
+}
+
+/// The failure that stopped a batch.
+#[derive(Debug)]
+pub struct StatementError {
+    pub error: EngineError,
+    /// The statement that failed, when the batch could be split.
+    pub statement: Option<String>,
+}
+
+/// What a batch produced: results of the statements that succeeded, and the
+/// error that stopped it, if any.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub results: Vec<StatementResult>,
+    pub error: Option<StatementError>,
+}
+
+impl Engine {
+    /// Runs a batch for `caller`.
+    pub async fn execute(&self, caller: &Caller, request: SqlRequest) -> BatchOutcome {
+        let mut outcome = BatchOutcome::default();
+        let prepared = split_batch(&request.sql).and_then(|sources| {
+            let state = self.session_state(caller, request.namespace.as_deref())?;
+            let params = request
+                .params
+                .iter()
+                .enumerate()
+                .map(|(i, v)| json_param(i + 1, v))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((sources, state, params))
+        });
+        let (sources, state, params) = match prepared {
+            Ok(p) => p,
+            Err(error) => {
+                outcome.error = Some(StatementError {
+                    error,
+                    statement: None,
+                });
+                return outcome;
+            }
+        };
+        for source in sources {
+            match self.execute_one(&state, caller, &source, &params).await {
+                Ok(result) => outcome.results.push(result),
+                Err(error) => {
+                    outcome.error = Some(StatementError {
+                        error,
+                        statement: Some(source.text),
+                    });
+                    break;
+                }
+            }
+        }
+        outcome
+    }
+
+    /// A session for one batch: the template's catalog and functions, the
+    /// caller attached for providers, `CURRENT_USER()` bound to the caller.
+    fn session_state(&self, caller: &Caller, namespace: Option<&str>) -> Result<SessionState> {
+        let mut state = self.ctx.state();
+        state.config_mut().set_extension(Arc::new(caller.clone()));
+        if let Some(namespace) = namespace {
+            if self.stores.namespaces.get(namespace)?.is_none() {
+                return Err(EngineError::NotFound(format!(
+                    "namespace {namespace} does not exist"
+                )));
+            }
+            state.config_mut().options_mut().catalog.default_schema = namespace.to_string();
+        }
+        state
+            .register_udf(Arc::new(ScalarUDF::new_from_impl(CurrentUser::new(
+                &caller.user_id,
+            ))))
+            .map_err(EngineError::from)?;
+        Ok(state)
+    }
+
+    async fn execute_one(
+        &self,
+        state: &SessionState,
+        caller: &Caller,
+        source: &StatementSource,
+        params: &[ScalarValue],
+    ) -> Result<StatementResult> {
+        match source.parse()? {
+            KalamStatement::CreateNamespace { name, if_not_exists } => {
+                self.create_namespace(caller, &name, if_not_exists)
+            }
+            KalamStatement::AlterNamespace { name, options } => {
+                self.alter_namespace(caller, &name, options)
+            }
+            KalamStatement::DropNamespace {
+                name,
+                if_exists,
+                cascade,
+            } => self.drop_namespace(caller, &name, if_exists, cascade),
+            KalamStatement::ShowNamespaces => {
+                self.run_query(
+                    state,
+                    "SELECT name, created_at, options, table_count FROM system.namespaces ORDER BY name",
+                )
+                .await
+            }
+            KalamStatement::CreateUser {
+                username,
+                password,
+                role,
+                email,
+                if_not_exists,
+            } => self.create_user(caller, &username, &password, role, email, if_not_exists),
+            KalamStatement::AlterUser { username, change } => {
+                self.alter_user(caller, &username, change)
+            }
+            KalamStatement::DropUser { username, if_exists } => {
+                self.drop_user(caller, &username, if_exists)
+            }
+            KalamStatement::Sql(statement) => self.run_datafusion(state, *statement, params).await,
+        }
+    }
+
+    /// Runs a fixed internal query in the caller's session.
+    async fn run_query(&self, state: &SessionState, sql: &str) -> Result<StatementResult> {
+        let source = split_batch(sql)?.remove(0);
+        match source.parse()? {
+            KalamStatement::Sql(statement) => self.run_datafusion(state, *statement, &[]).await,
+            other => Err(EngineError::Internal(format!(
+                "internal query parsed as {other:?}"
+            ))),
+        }
+    }
+
+    async fn run_datafusion(
+        &self,
+        state: &SessionState,
+        statement: Statement,
+        params: &[ScalarValue],
+    ) -> Result<StatementResult> {
+        if let Statement::CreateTable(_) = statement {
+            return Err(EngineError::InvalidSql(
+                "CREATE TABLE needs a table type: use CREATE USER TABLE, CREATE SHARED TABLE or CREATE STREAM TABLE".into(),
+            ));
+        }
+        let is_dml = matches!(
+            statement,
+            Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_)
+        );
+        let plan = state
+            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+            .await?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|_| {
+                EngineError::InvalidSql(format!(
+                    "this statement is not supported by KalamDB ({})",
+                    plan.display()
+                ))
+            })?;
+        let plan = bind_params(plan, params)?;
+        let frame = DataFrame::new(state.clone(), plan);
+        let schema = frame.schema().as_arrow().clone();
+        let batches = frame.collect().await?;
+        if is_dml {
+            let affected = count_column(&batches);
+            return Ok(StatementResult::message(
+                affected,
+                format!("{affected} row(s) affected"),
+            ));
+        }
+        StatementResult::from_batches(&batches, &schema)
+    }
+}
+
+/// Sums DataFusion's `count` column of a DML result.
+fn count_column(batches: &[RecordBatch]) -> u64 {
+    batches
+        .iter()
+        .filter_map(|b| b.column_by_name("count"))
+        .filter_map(|c| c.as_primitive_opt::<UInt64Type>())
+        .flat_map(|c| c.iter().flatten())
+        .sum()
+}
+
+/// Binds `$n` parameters, casting each value to the type the plan expects
+/// (so `"9007199254740993"` binds to a BIGINT placeholder).
+fn bind_params(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan> {
+    let expected = plan.get_parameter_types()?;
+    if expected.is_empty() {
+        if params.is_empty() {
+            return Ok(plan);
+        }
+        return Err(EngineError::InvalidInput(format!(
+            "{} parameter(s) given but the statement has no $n placeholders",
+            params.len()
+        )));
+    }
+    if params.len() < expected.len() {
+        return Err(EngineError::InvalidInput(format!(
+            "the statement uses {} parameter(s) but {} were given",
+            expected.len(),
+            params.len()
+        )));
+    }
+    let mut values = Vec::with_capacity(params.len());
+    for (i, value) in params.iter().enumerate() {
+        let name = format!("${}", i + 1);
+        let cast = match expected.get(&name) {
+            Some(Some(target)) if value.data_type() != *target && !value.is_null() => {
+                value.cast_to(target).map_err(|_| {
+                    EngineError::InvalidInput(format!(
+                        "parameter {name} ({value}) cannot be used as {}",
+                        sql_type_name(target)
+                    ))
+                })?
+            }
+            Some(Some(target)) if value.is_null() => ScalarValue::try_from(target)?,
+            _ => value.clone(),
+        };
+        values.push(cast);
+    }
+    Ok(plan.with_param_values(values)?)
+}
+
+/// A JSON request parameter as a SQL value.
+fn json_param(position: usize, value: &serde_json::Value) -> Result<ScalarValue> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::Null => ScalarValue::Null,
+        Value::Bool(b) => ScalarValue::Boolean(Some(*b)),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                ScalarValue::Int64(Some(i))
+            } else if let Some(u) = n.as_u64() {
+                ScalarValue::UInt64(Some(u))
+            } else {
+                ScalarValue::Float64(n.as_f64())
+            }
+        }
+        Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
+        Value::Array(_) | Value::Object(_) => {
+            return Err(EngineError::InvalidInput(format!(
+                "parameter ${position} must be a string, number, boolean or null"
+            )));
+        }
+    })
+}
+
+/// `CURRENT_USER()`: the id of the user the batch runs for.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CurrentUser {
+    user_id: String,
+    signature: Signature,
+}
+
+impl CurrentUser {
+    fn new(user_id: &str) -> Self {
+        CurrentUser {
+            user_id: user_id.to_string(),
+            signature: Signature::nullary(Volatility::Stable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CurrentUser {
+    fn name(&self) -> &str {
+        "current_user"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        _args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+            self.user_id.clone(),
+        ))))
+    }
+}

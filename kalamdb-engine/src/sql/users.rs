@@ -1,0 +1,164 @@
+//! CREATE / ALTER / DROP USER. Passwords are stored as Argon2id hashes.
+//!
+//! Nobody grants a role above their own, a `dba` cannot change a `system`
+//! user, and any user may change their own password and email.
+
+use kalamdb_model::{Role, Timestamp, User};
+
+use super::execute::StatementResult;
+use super::namespaces::require_admin;
+use super::parser::UserChange;
+use crate::auth;
+use crate::engine::{Engine, ROOT_USER};
+use crate::error::{EngineError, Result};
+use crate::session::Caller;
+
+fn check_can_grant(caller: &Caller, role: Role) -> Result<()> {
+    if role > caller.role {
+        return Err(EngineError::PermissionDenied(format!(
+            "user {} has role {} and cannot grant role {role}",
+            caller.user_id, caller.role
+        )));
+    }
+    Ok(())
+}
+
+fn check_can_manage(caller: &Caller, target: &User) -> Result<()> {
+    if target.role > caller.role {
+        return Err(EngineError::PermissionDenied(format!(
+            "user {} has role {} and cannot change user {} with role {}",
+            caller.user_id, caller.role, target.user_id, target.role
+        )));
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub(crate) fn create_user(
+        &self,
+        caller: &Caller,
+        username: &str,
+        password: &str,
+        role: Role,
+        email: Option<String>,
+        if_not_exists: bool,
+    ) -> Result<StatementResult> {
+        require_admin(caller, "CREATE USER")?;
+        check_can_grant(caller, role)?;
+        let _guard = self.ddl_lock.lock();
+        if self.user(username)?.is_some() {
+            if if_not_exists {
+                return Ok(StatementResult::message(
+                    0,
+                    format!("user {username} already exists"),
+                ));
+            }
+            return Err(EngineError::AlreadyExists(format!(
+                "user {username} already exists"
+            )));
+        }
+        let now = Timestamp::now();
+        self.stores.users.put(&User {
+            user_id: username.to_string(),
+            username: username.to_string(),
+            password_hash: auth::hash_password(password)?,
+            role,
+            email,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+        })?;
+        Ok(StatementResult::message(
+            1,
+            format!("user {username} created with role {role}"),
+        ))
+    }
+
+    pub(crate) fn alter_user(
+        &self,
+        caller: &Caller,
+        username: &str,
+        change: UserChange,
+    ) -> Result<StatementResult> {
+        let is_self = caller.user_id == username;
+        let self_service = is_self && !matches!(change, UserChange::Role(_));
+        if !self_service {
+            require_admin(caller, "ALTER USER")?;
+        }
+        let _guard = self.ddl_lock.lock();
+        let mut user = self
+            .user(username)?
+            .ok_or_else(|| user_not_found(username))?;
+        if !self_service {
+            check_can_manage(caller, &user)?;
+        }
+        let what = match change {
+            UserChange::Password(password) => {
+                user.password_hash = auth::hash_password(&password)?;
+                "password changed".to_string()
+            }
+            UserChange::Role(role) => {
+                check_can_grant(caller, role)?;
+                if username == ROOT_USER {
+                    return Err(EngineError::InvalidInput(
+                        "the role of root cannot be changed".into(),
+                    ));
+                }
+                user.role = role;
+                format!("role set to {role}")
+            }
+            UserChange::Email(email) => {
+                user.email = email;
+                "email changed".to_string()
+            }
+        };
+        user.updated_at = Timestamp::now();
+        self.stores.users.put(&user)?;
+        Ok(StatementResult::message(
+            1,
+            format!("user {username}: {what}"),
+        ))
+    }
+
+    pub(crate) fn drop_user(
+        &self,
+        caller: &Caller,
+        username: &str,
+        if_exists: bool,
+    ) -> Result<StatementResult> {
+        require_admin(caller, "DROP USER")?;
+        if username == ROOT_USER || username == caller.user_id {
+            return Err(EngineError::InvalidInput(format!(
+                "user {username} cannot be dropped: it is {}",
+                if username == ROOT_USER {
+                    "the built-in administrator"
+                } else {
+                    "you"
+                }
+            )));
+        }
+        let _guard = self.ddl_lock.lock();
+        let Some(mut user) = self.user(username)? else {
+            if if_exists {
+                return Ok(StatementResult::message(
+                    0,
+                    format!("user {username} does not exist"),
+                ));
+            }
+            return Err(user_not_found(username));
+        };
+        check_can_manage(caller, &user)?;
+        let now = Timestamp::now();
+        user.deleted_at = Some(now);
+        user.updated_at = now;
+        self.stores.users.put(&user)?;
+        Ok(StatementResult::message(
+            1,
+            format!("user {username} dropped"),
+        ))
+    }
+}
+
+fn user_not_found(username: &str) -> EngineError {
+    EngineError::NotFound(format!("user {username} does not exist"))
+}

@@ -1,0 +1,198 @@
+//! The RocksDB hot tier: one instance, one column family per system table
+//! and per user/shared/stream table. Only this module opens the database.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{
+    BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode,
+    MultiThreaded, Options, WriteBatch,
+};
+
+use crate::error::{EngineError, Result};
+
+type Db = DBWithThreadMode<MultiThreaded>;
+
+/// Column family of the per-user row counters used by flush policies.
+pub const USER_TABLE_COUNTERS_CF: &str = "user_table_counters";
+
+pub struct Storage {
+    db: Db,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").field("path", &self.path).finish()
+    }
+}
+
+fn cf_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts
+}
+
+impl Storage {
+    /// Opens (or creates) the database at `path` with every column family it
+    /// already has, creating any of `required` that are missing.
+    pub fn open(path: &Path, required: &[&str]) -> Result<Self> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| EngineError::Internal(format!("cannot create {}: {e}", path.display())))?;
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.increase_parallelism(2);
+
+        let mut names = Db::list_cf(&db_opts, path).unwrap_or_default();
+        for name in required {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+        let descriptors = names
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, cf_options()));
+        let db = Db::open_cf_descriptors(&db_opts, path, descriptors)?;
+        Ok(Storage {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, name: &str) -> Result<Arc<BoundColumnFamily<'_>>> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| EngineError::Internal(format!("column family {name} is missing")))
+    }
+
+    pub fn has_cf(&self, name: &str) -> bool {
+        self.db.cf_handle(name).is_some()
+    }
+
+    pub fn create_cf(&self, name: &str) -> Result<()> {
+        if !self.has_cf(name) {
+            self.db.create_cf(name, &cf_options())?;
+        }
+        Ok(())
+    }
+
+    pub fn drop_cf(&self, name: &str) -> Result<()> {
+        if self.has_cf(name) {
+            self.db.drop_cf(name)?;
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(&self.cf(cf)?, key)?)
+    }
+
+    pub fn put(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        Ok(self.db.put_cf(&self.cf(cf)?, key, value)?)
+    }
+
+    pub fn delete(&self, cf: &str, key: &[u8]) -> Result<()> {
+        Ok(self.db.delete_cf(&self.cf(cf)?, key)?)
+    }
+
+    /// Every key/value pair whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let handle = self.cf(cf)?;
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(&handle, IteratorMode::From(prefix, Direction::Forward))
+        {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Applies puts and deletes over several column families atomically.
+    pub fn write(&self, ops: Vec<WriteOp>) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for op in ops {
+            match op {
+                WriteOp::Put { cf, key, value } => batch.put_cf(&self.cf(&cf)?, key, value),
+                WriteOp::Delete { cf, key } => batch.delete_cf(&self.cf(&cf)?, key),
+            }
+        }
+        Ok(self.db.write(batch)?)
+    }
+}
+
+/// One operation of an atomic [`Storage::write`].
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    Put {
+        cf: String,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        cf: String,
+        key: Vec<u8>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_families_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Storage::open(dir.path(), &["a"]).unwrap();
+            s.create_cf("user_table:app:t").unwrap();
+            s.put("user_table:app:t", b"k1", b"v1").unwrap();
+            s.put("a", b"x", b"1").unwrap();
+        }
+        let s = Storage::open(dir.path(), &["a", "b"]).unwrap();
+        assert!(s.has_cf("b"));
+        assert_eq!(s.get("user_table:app:t", b"k1").unwrap().unwrap(), b"v1");
+        s.drop_cf("user_table:app:t").unwrap();
+        assert!(!s.has_cf("user_table:app:t"));
+    }
+
+    #[test]
+    fn prefix_scan_and_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path(), &["a"]).unwrap();
+        s.write(vec![
+            WriteOp::Put {
+                cf: "a".into(),
+                key: b"p:1".to_vec(),
+                value: b"1".to_vec(),
+            },
+            WriteOp::Put {
+                cf: "a".into(),
+                key: b"p:2".to_vec(),
+                value: b"2".to_vec(),
+            },
+            WriteOp::Put {
+                cf: "a".into(),
+                key: b"q:1".to_vec(),
+                value: b"3".to_vec(),
+            },
+        ])
+        .unwrap();
+        let rows = s.scan_prefix("a", b"p:").unwrap();
+        assert_eq!(rows.len(), 2);
+        s.write(vec![WriteOp::Delete {
+            cf: "a".into(),
+            key: b"p:1".to_vec(),
+        }])
+        .unwrap();
+        assert_eq!(s.scan_prefix("a", b"p:").unwrap().len(), 1);
+    }
+}

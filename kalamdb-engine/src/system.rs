@@ -1,0 +1,303 @@
+//! System tables: a typed RocksDB store and a DataFusion provider, each
+//! written once and generic over [`SystemTable`], so every model in
+//! `kalamdb-model` gets both without per-table code.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use kalamdb_model::{
+    Job, LiveQuery, Namespace, StorageKey, StorageLocation, SystemTable, Table, TableSchema, User,
+};
+
+use crate::error::{EngineError, Result};
+use crate::session::Caller;
+use crate::storage::Storage;
+
+/// Typed `put/get/delete/scan_all` over the column family of model `M`.
+pub struct SystemStore<M> {
+    storage: Arc<Storage>,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for SystemStore<M> {
+    fn clone(&self) -> Self {
+        SystemStore {
+            storage: self.storage.clone(),
+            _model: PhantomData,
+        }
+    }
+}
+
+impl<M: SystemTable> fmt::Debug for SystemStore<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SystemStore({})", M::COLUMN_FAMILY)
+    }
+}
+
+impl<M: SystemTable> SystemStore<M> {
+    pub fn new(storage: Arc<Storage>) -> Self {
+        SystemStore {
+            storage,
+            _model: PhantomData,
+        }
+    }
+
+    pub fn put(&self, row: &M) -> Result<()> {
+        let value = encode(row)?;
+        self.storage
+            .put(M::COLUMN_FAMILY, &row.key().storage_key(), &value)
+    }
+
+    pub fn get<Q>(&self, key: &Q) -> Result<Option<M>>
+    where
+        M::Key: Borrow<Q>,
+        Q: StorageKey + ?Sized,
+    {
+        match self.storage.get(M::COLUMN_FAMILY, &key.storage_key())? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn delete<Q>(&self, key: &Q) -> Result<()>
+    where
+        M::Key: Borrow<Q>,
+        Q: StorageKey + ?Sized,
+    {
+        self.storage.delete(M::COLUMN_FAMILY, &key.storage_key())
+    }
+
+    /// Every row, in key order.
+    pub fn scan_all(&self) -> Result<Vec<M>> {
+        self.storage
+            .scan_prefix(M::COLUMN_FAMILY, b"")?
+            .iter()
+            .map(|(_, v)| decode(v))
+            .collect()
+    }
+
+    /// The operation that writes `row`, for an atomic multi-table write.
+    pub fn put_op(&self, row: &M) -> Result<crate::storage::WriteOp> {
+        Ok(crate::storage::WriteOp::Put {
+            cf: M::COLUMN_FAMILY.to_string(),
+            key: row.key().storage_key(),
+            value: encode(row)?,
+        })
+    }
+}
+
+fn encode<M: SystemTable>(row: &M) -> Result<Vec<u8>> {
+    serde_json::to_vec(row)
+        .map_err(|e| EngineError::Internal(format!("cannot encode a {} row: {e}", M::TABLE_NAME)))
+}
+
+fn decode<M: SystemTable>(bytes: &[u8]) -> Result<M> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| EngineError::Internal(format!("corrupt row in system.{}: {e}", M::TABLE_NAME)))
+}
+
+/// Which rows of a system table a caller may see.
+pub type RowVisibility<M> = fn(&M, &Caller) -> bool;
+
+/// `system.<name>` as a DataFusion table. Rows are read from RocksDB when the
+/// query runs, filtered by the caller's visibility; DataFusion re-applies
+/// every WHERE filter, and the limit is honoured at the scan.
+pub struct SystemTableProvider<M> {
+    store: SystemStore<M>,
+    visible: RowVisibility<M>,
+}
+
+impl<M: SystemTable> fmt::Debug for SystemTableProvider<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SystemTableProvider(system.{})", M::TABLE_NAME)
+    }
+}
+
+impl<M: SystemTable> SystemTableProvider<M> {
+    pub fn new(store: SystemStore<M>, visible: RowVisibility<M>) -> Self {
+        SystemTableProvider { store, visible }
+    }
+}
+
+/// Every row of a system table is visible.
+pub fn all_rows<M>(_: &M, _: &Caller) -> bool {
+    true
+}
+
+#[async_trait]
+impl<M: SystemTable> TableProvider for SystemTableProvider<M> {
+    fn schema(&self) -> SchemaRef {
+        M::schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let caller = Caller::of_session(state);
+        let rows: Vec<M> = self
+            .store
+            .scan_all()?
+            .into_iter()
+            .filter(|row| (self.visible)(row, &caller))
+            .take(limit.unwrap_or(usize::MAX))
+            .collect();
+        let batch = M::to_record_batch(&rows)?;
+        let exec =
+            MemorySourceConfig::try_new_exec(&[vec![batch]], M::schema(), projection.cloned())?;
+        Ok(exec)
+    }
+}
+
+/// The `system` schema: the seven system tables.
+#[derive(Debug)]
+pub struct SystemSchema {
+    tables: HashMap<&'static str, Arc<dyn TableProvider>>,
+}
+
+/// The typed stores of the seven system tables.
+#[derive(Debug, Clone)]
+pub struct SystemStores {
+    /// The database itself, for table column families.
+    pub storage: Arc<Storage>,
+    pub users: SystemStore<User>,
+    pub live_queries: SystemStore<LiveQuery>,
+    pub storage_locations: SystemStore<StorageLocation>,
+    pub jobs: SystemStore<Job>,
+    pub namespaces: SystemStore<Namespace>,
+    pub tables: SystemStore<Table>,
+    pub table_schemas: SystemStore<TableSchema>,
+}
+
+/// Column families of the system tables.
+pub const SYSTEM_COLUMN_FAMILIES: [&str; 7] = [
+    User::COLUMN_FAMILY,
+    LiveQuery::COLUMN_FAMILY,
+    StorageLocation::COLUMN_FAMILY,
+    Job::COLUMN_FAMILY,
+    Namespace::COLUMN_FAMILY,
+    Table::COLUMN_FAMILY,
+    TableSchema::COLUMN_FAMILY,
+];
+
+impl SystemStores {
+    pub fn new(storage: &Arc<Storage>) -> Self {
+        SystemStores {
+            storage: storage.clone(),
+            users: SystemStore::new(storage.clone()),
+            live_queries: SystemStore::new(storage.clone()),
+            storage_locations: SystemStore::new(storage.clone()),
+            jobs: SystemStore::new(storage.clone()),
+            namespaces: SystemStore::new(storage.clone()),
+            tables: SystemStore::new(storage.clone()),
+            table_schemas: SystemStore::new(storage.clone()),
+        }
+    }
+}
+
+/// Admins see every user; anyone else sees only their own row.
+fn own_user_row(row: &User, caller: &Caller) -> bool {
+    caller.role.is_admin() || row.user_id == caller.user_id
+}
+
+/// Admins see every subscription; anyone else only their own.
+fn own_live_query(row: &LiveQuery, caller: &Caller) -> bool {
+    caller.role.is_admin() || row.user_id == caller.user_id
+}
+
+impl SystemSchema {
+    pub fn new(stores: &SystemStores) -> Self {
+        fn entry<M: SystemTable>(
+            store: &SystemStore<M>,
+            visible: RowVisibility<M>,
+        ) -> (&'static str, Arc<dyn TableProvider>) {
+            let provider = SystemTableProvider::new(store.clone(), visible);
+            (M::TABLE_NAME, Arc::new(provider) as Arc<dyn TableProvider>)
+        }
+        let tables = HashMap::from([
+            entry(&stores.users, own_user_row),
+            entry(&stores.live_queries, own_live_query),
+            entry(&stores.storage_locations, all_rows),
+            entry(&stores.jobs, all_rows),
+            entry(&stores.namespaces, all_rows),
+            entry(&stores.tables, all_rows),
+            entry(&stores.table_schemas, all_rows),
+        ]);
+        SystemSchema { tables }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tables.keys().map(|s| s.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        Ok(self.tables.get(name).cloned())
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.contains_key(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kalamdb_model::{Role, Timestamp};
+
+    fn user(id: &str) -> User {
+        User {
+            user_id: id.into(),
+            username: id.into(),
+            password_hash: "h".into(),
+            role: Role::User,
+            email: None,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+            deleted_at: None,
+        }
+    }
+
+    #[test]
+    fn typed_put_get_delete_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open(dir.path(), &SYSTEM_COLUMN_FAMILIES).unwrap());
+        let users = SystemStore::<User>::new(storage);
+        users.put(&user("b")).unwrap();
+        users.put(&user("a:1")).unwrap();
+        users.put(&user("a")).unwrap();
+        assert_eq!(users.get("a").unwrap().unwrap().user_id, "a");
+        let ids: Vec<_> = users
+            .scan_all()
+            .unwrap()
+            .into_iter()
+            .map(|u| u.user_id)
+            .collect();
+        assert_eq!(ids, ["a", "a:1", "b"]);
+        users.delete("a").unwrap();
+        assert!(users.get("a").unwrap().is_none());
+        assert!(users.get("a:1").unwrap().is_some());
+    }
+}

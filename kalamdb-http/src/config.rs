@@ -1,0 +1,219 @@
+//! Server configuration: an optional TOML file, then `KALAMDB_*` environment
+//! variables, environment winning. Every setting is documented in
+//! `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default request body limit: 10 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to bind; port 0 picks a free port.
+    pub listen: String,
+    /// RocksDB, Parquet and everything else on disk.
+    pub data_dir: PathBuf,
+    /// Password of `root`, used at first start only.
+    pub root_password: Option<String>,
+    /// HS256 secret for tokens; generated once and kept in the data dir when absent.
+    pub jwt_secret: Option<String>,
+    /// Log filter (tracing EnvFilter syntax).
+    pub log: String,
+    /// Origins allowed by CORS; `*` allows any.
+    pub cors_origins: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Lifetime of access tokens, in seconds.
+    pub token_ttl_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            root_password: None,
+            jwt_secret: None,
+            log: "info".into(),
+            cors_origins: vec!["*".into()],
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            token_ttl_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {name}: {message}")]
+    Invalid { name: String, message: String },
+}
+
+impl Config {
+    /// Reads `file` (if given), then applies the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_from(file, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::load`] with an explicit environment, for tests.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        let var = |name: &str| env(name).filter(|v| !v.is_empty());
+        if let Some(v) = var("KALAMDB_LISTEN") {
+            config.listen = v;
+        }
+        if let Some(v) = var("KALAMDB_DATA_DIR") {
+            config.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = var("KALAMDB_ROOT_PASSWORD") {
+            config.root_password = Some(v);
+        }
+        if let Some(v) = var("KALAMDB_JWT_SECRET") {
+            config.jwt_secret = Some(v);
+        }
+        if let Some(v) = var("KALAMDB_LOG") {
+            config.log = v;
+        }
+        if let Some(v) = var("KALAMDB_CORS_ORIGINS") {
+            config.cors_origins = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = var("KALAMDB_MAX_REQUEST_BYTES") {
+            config.max_request_bytes = parse_number("KALAMDB_MAX_REQUEST_BYTES", &v)?;
+        }
+        if let Some(v) = var("KALAMDB_TOKEN_TTL_SECS") {
+            config.token_ttl_secs = parse_number("KALAMDB_TOKEN_TTL_SECS", &v)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if self.max_request_bytes == 0 {
+            return Err(invalid("max_request_bytes", "must be greater than 0"));
+        }
+        if self.token_ttl_secs == 0 {
+            return Err(invalid("token_ttl_secs", "must be greater than 0"));
+        }
+        if let Some(secret) = &self.jwt_secret {
+            if secret.len() < 16 {
+                return Err(invalid("jwt_secret", "must be at least 16 characters"));
+            }
+        }
+        if self.root_password.as_deref() == Some("") {
+            return Err(invalid("root_password", "must not be empty"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|e| invalid("log", &e.to_string()))?;
+        Ok(())
+    }
+
+    /// The address to bind.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        use std::net::ToSocketAddrs;
+        self.listen
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| {
+                invalid(
+                    "listen",
+                    &format!("'{}' is not a host:port address", self.listen),
+                )
+            })
+    }
+}
+
+fn invalid(name: &str, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(name, &format!("'{value}' is not a whole number")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn environment_wins_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kalamdb.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nlog = \"debug\"\n",
+        )
+        .unwrap();
+        let config =
+            Config::load_from(Some(&file), env(&[("KALAMDB_LISTEN", "127.0.0.1:0")])).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:0");
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.log, "debug");
+        assert_eq!(config.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+    }
+
+    #[test]
+    fn bad_config_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "listn = \"x\"\n").unwrap();
+        let err = Config::load_from(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `listn`"), "{err}");
+        let err = Config::load_from(None, env(&[("KALAMDB_LISTEN", "nowhere")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = Config::load_from(None, env(&[("KALAMDB_MAX_REQUEST_BYTES", "ten")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("KALAMDB_MAX_REQUEST_BYTES"), "{err}");
+        assert!(Config::load_from(Some(Path::new("/nonexistent.toml")), env(&[])).is_err());
+    }
+}

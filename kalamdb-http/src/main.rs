@@ -1,0 +1,142 @@
+//! `kalamdb-server`: reads the configuration, opens the engine and serves
+//! HTTP until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use kalamdb_engine::{Engine, EngineConfig};
+use kalamdb_http::token::TokenIssuer;
+use kalamdb_http::{AppState, Config, HttpOptions};
+use poem::listener::{Acceptor, Listener, TcpListener};
+
+#[derive(Debug, Parser)]
+#[command(name = "kalamdb-server", version, about = "KalamDB SQL server")]
+struct Args {
+    /// TOML configuration file; KALAMDB_* environment variables override it.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print the OpenAPI document and exit.
+    #[arg(long)]
+    print_openapi: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.print_openapi {
+        println!("{}", kalamdb_http::openapi_json());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kalamdb-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kalamdb-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("kalamdb-server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let (engine, bootstrap) = Engine::open(EngineConfig {
+        data_dir: config.data_dir.clone(),
+        root_password: config.root_password.clone(),
+        node_id: "node-1".into(),
+    })
+    .map_err(|e| {
+        format!(
+            "cannot open data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    if let (Some(password), Some(file)) = (
+        &bootstrap.generated_root_password,
+        &bootstrap.root_password_file,
+    ) {
+        tracing::warn!(
+            "created user root with generated password {password} (also written to {})",
+            file.display()
+        );
+    }
+    let secret = engine
+        .jwt_secret(config.jwt_secret.as_deref())
+        .map_err(|e| format!("cannot load the token secret: {e}"))?;
+    let state = Arc::new(AppState {
+        engine: engine.clone(),
+        tokens: TokenIssuer::new(&secret, config.token_ttl_secs),
+    });
+    let app = kalamdb_http::app(
+        state,
+        &HttpOptions {
+            cors_origins: config.cors_origins.clone(),
+            max_request_bytes: config.max_request_bytes,
+        },
+    );
+
+    let addr = config.listen_addr().map_err(|e| e.to_string())?;
+    let acceptor = TcpListener::bind(addr)
+        .into_acceptor()
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = acceptor
+        .local_addr()
+        .into_iter()
+        .find_map(|a| a.as_socket_addr().copied())
+        .ok_or("the listener has no socket address")?;
+    // One machine-readable line on stdout, and the same in the log.
+    println!("listening on http://{bound}");
+    tracing::info!("listening on http://{bound}");
+
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(10)))
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("shut down");
+    drop(engine);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,10 @@
+use kalamdb_model::system_table;
+
+#[system_table(name = "things")]
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+pub struct Thing {
+    #[column(key, primary)]
+    pub id: String,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, macro compile-fail tests, and the
+# black-box tests that start the real server binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+# One dev-profile build serves the binary and every test target.
+cargo build --workspace --bins
+cargo test --workspace

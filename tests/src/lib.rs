@@ -1,0 +1,221 @@
+//! Test harness: starts the real `kalamdb-server` binary on port 0 with a
+//! temporary data directory, reads the `listening on` line, and stops it
+//! (SIGTERM, then kill) on drop.
+//!
+//! The binary is found next to the test executable (`target/<profile>/`), or
+//! at `$KALAMDB_SERVER_BIN`. Build it first: `cargo build --bin kalamdb-server`
+//! (the README's test command does).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// Password of `root` in servers started by [`TestServer::start`].
+pub const ROOT_PASSWORD: &str = "test-root-password";
+
+pub struct TestServer {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`
+    pub base_url: String,
+    data_dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    pub client: reqwest::Client,
+}
+
+/// Path of the server binary.
+pub fn server_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("KALAMDB_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/kalamdb-server
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = profile_dir.join(format!("kalamdb-server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} does not exist: run `cargo build --bin kalamdb-server` first or set KALAMDB_SERVER_BIN",
+        bin.display()
+    );
+    bin
+}
+
+impl TestServer {
+    /// A fresh server with `root` / [`ROOT_PASSWORD`].
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A fresh server with extra environment variables.
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
+        let mut all = vec![(
+            "KALAMDB_ROOT_PASSWORD".to_string(),
+            ROOT_PASSWORD.to_string(),
+        )];
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn(data_dir, all)
+    }
+
+    fn spawn(data_dir: tempfile::TempDir, env: Vec<(String, String)>) -> Self {
+        let log_path = data_dir.path().join("server.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log file");
+        let mut command = Command::new(server_binary());
+        command
+            .env("KALAMDB_LISTEN", "127.0.0.1:0")
+            .env("KALAMDB_DATA_DIR", data_dir.path().join("data"))
+            .env("KALAMDB_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .stdin(Stdio::null());
+        for (k, v) in &env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start kalamdb-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(rest) = line.strip_prefix("listening on ") {
+                        let _ = tx.send(rest.trim().to_string());
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let base_url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("kalamdb-server did not print its address within 60 s; log:\n{log}");
+            }
+        };
+        TestServer {
+            child: Some(child),
+            base_url,
+            data_dir,
+            env,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// The directory given to the server as `KALAMDB_DATA_DIR`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.path().join("data")
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Stops the server gracefully and starts it again on the same data.
+    pub fn restart(mut self) -> Self {
+        self.stop();
+        let data_dir =
+            std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("temp dir"));
+        let env = std::mem::take(&mut self.env);
+        Self::spawn(data_dir, env)
+    }
+
+    /// SIGTERM, wait up to 20 s, then SIGKILL. Returns the exit status if it exited.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    /// Logs in; returns (status, body).
+    pub async fn login_raw(&self, username: &str, password: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url("/api/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("login request");
+        read(response).await
+    }
+
+    /// Logs in and returns the access token; panics on failure.
+    pub async fn token(&self, username: &str, password: &str) -> String {
+        let (status, body) = self.login_raw(username, password).await;
+        assert_eq!(status, 200, "login as {username}: {body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    pub async fn root_token(&self) -> String {
+        self.token("root", ROOT_PASSWORD).await
+    }
+
+    /// `POST /api/sql` with a token and a JSON body; returns (status, body).
+    pub async fn sql_body(&self, token: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url("/api/sql"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("sql request");
+        read(response).await
+    }
+
+    /// `POST /api/sql` with just `sql`.
+    pub async fn sql(&self, token: &str, sql: &str) -> (u16, Value) {
+        self.sql_body(token, json!({ "sql": sql })).await
+    }
+
+    /// Runs SQL that must succeed; returns the rows of the last result.
+    pub async fn query_ok(&self, token: &str, sql: &str) -> Vec<Value> {
+        let (status, body) = self.sql(token, sql).await;
+        assert_eq!(status, 200, "{sql}: {body}");
+        body["results"]
+            .as_array()
+            .and_then(|r| r.last())
+            .and_then(|r| r["rows"].as_array())
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Status and JSON body (Null if the body is not JSON).
+pub async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, body)
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
