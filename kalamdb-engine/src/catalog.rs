@@ -9,6 +9,8 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::DataFusionError;
 
 use crate::system::{SystemSchema, SystemStores};
+use crate::table::TableRegistry;
+use crate::table::provider::TableProviderImpl;
 
 /// Name of KalamDB's one DataFusion catalog.
 pub const CATALOG_NAME: &str = "kalam";
@@ -21,13 +23,15 @@ pub const RESERVED_NAMESPACES: [&str; 2] = [SYSTEM_SCHEMA, "information_schema"]
 pub struct KalamCatalog {
     system: Arc<SystemSchema>,
     stores: SystemStores,
+    tables: Arc<TableRegistry>,
 }
 
 impl KalamCatalog {
-    pub fn new(stores: SystemStores) -> Self {
+    pub fn new(stores: SystemStores, tables: Arc<TableRegistry>) -> Self {
         KalamCatalog {
             system: Arc::new(SystemSchema::new(&stores)),
             stores,
+            tables,
         }
     }
 }
@@ -48,7 +52,7 @@ impl CatalogProvider for KalamCatalog {
         match self.stores.namespaces.get(name) {
             Ok(Some(_)) => Some(Arc::new(NamespaceSchema {
                 namespace: name.to_string(),
-                stores: self.stores.clone(),
+                tables: self.tables.clone(),
             })),
             _ => None,
         }
@@ -59,39 +63,22 @@ impl CatalogProvider for KalamCatalog {
 #[derive(Debug)]
 pub struct NamespaceSchema {
     namespace: String,
-    stores: SystemStores,
+    tables: Arc<TableRegistry>,
 }
 
 #[async_trait]
 impl SchemaProvider for NamespaceSchema {
     fn table_names(&self) -> Vec<String> {
-        self.stores
-            .tables
-            .scan_all()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| t.namespace == self.namespace)
-            .map(|t| t.table_name)
-            .collect()
+        self.tables.table_names(&self.namespace)
     }
 
-    async fn table(&self, _name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        // USER / SHARED / STREAM table providers arrive with the tables issue.
-        Ok(None)
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        Ok(self.tables.get(&self.namespace, name).map(|def| {
+            Arc::new(TableProviderImpl::new(def, self.tables.clone())) as Arc<dyn TableProvider>
+        }))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.table_names().iter().any(|t| t == name)
+        self.tables.get(&self.namespace, name).is_some()
     }
-}
-
-/// RocksDB column family holding a table's rows:
-/// `user_table:{ns}:{table}`, `shared_table:…` or `stream_table:…`.
-pub fn table_column_family(table: &kalamdb_model::Table) -> String {
-    format!(
-        "{}_table:{}:{}",
-        table.table_type.to_ascii_lowercase(),
-        table.namespace,
-        table.table_name
-    )
 }

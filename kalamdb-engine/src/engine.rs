@@ -10,8 +10,11 @@ use kalamdb_model::{Role, StorageLocation, Timestamp, User};
 use crate::auth;
 use crate::catalog::{CATALOG_NAME, KalamCatalog};
 use crate::error::{EngineError, Result};
+use crate::sql::functions::SnowflakeIdUdf;
 use crate::storage::{Storage, USER_TABLE_COUNTERS_CF};
 use crate::system::{SYSTEM_COLUMN_FAMILIES, SystemStores};
+use crate::table::TableRegistry;
+use datafusion::logical_expr::ScalarUDF;
 
 /// Name of the built-in administrator.
 pub const ROOT_USER: &str = "root";
@@ -41,6 +44,7 @@ pub struct Bootstrap {
 pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) stores: SystemStores,
+    pub(crate) tables: Arc<TableRegistry>,
     /// Template session: catalog and functions. Each batch clones its state
     /// and attaches the caller.
     pub(crate) ctx: SessionContext,
@@ -61,6 +65,7 @@ impl Engine {
     pub fn open(config: EngineConfig) -> Result<(Arc<Engine>, Bootstrap)> {
         let mut families: Vec<&str> = SYSTEM_COLUMN_FAMILIES.to_vec();
         families.push(USER_TABLE_COUNTERS_CF);
+        families.push("default");
         let storage =
             Storage::open(&config.data_dir.join("rocksdb"), &families).map_err(|e| match e {
                 EngineError::Storage(err) if err.to_string().contains("lock") => {
@@ -73,6 +78,7 @@ impl Engine {
             })?;
         let storage = Arc::new(storage);
         let stores = SystemStores::new(&storage);
+        let tables = Arc::new(TableRegistry::open(storage.clone(), &stores)?);
 
         let session_config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG_NAME, "default")
@@ -83,11 +89,18 @@ impl Engine {
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
-        ctx.register_catalog(CATALOG_NAME, Arc::new(KalamCatalog::new(stores.clone())));
+        ctx.register_catalog(
+            CATALOG_NAME,
+            Arc::new(KalamCatalog::new(stores.clone(), tables.clone())),
+        );
+        ctx.register_udf(ScalarUDF::new_from_impl(SnowflakeIdUdf::new(
+            tables.clone(),
+        )));
 
         let engine = Engine {
             config,
             stores,
+            tables,
             ctx,
             ddl_lock: parking_lot::Mutex::new(()),
         };

@@ -30,6 +30,9 @@ pub enum EngineError {
     /// A value outside what is allowed (a bad name, an option, a parameter).
     #[error("{0}")]
     InvalidInput(String),
+    /// A write that breaks a constraint: duplicate primary key, NULL in a NOT NULL column.
+    #[error("{0}")]
+    Constraint(String),
     /// The caller's role does not allow this.
     #[error("{0}")]
     PermissionDenied(String),
@@ -55,7 +58,8 @@ impl EngineError {
             EngineError::InvalidSql(_)
             | EngineError::NotFound(_)
             | EngineError::AlreadyExists(_)
-            | EngineError::InvalidInput(_) => ErrorKind::BadRequest,
+            | EngineError::InvalidInput(_)
+            | EngineError::Constraint(_) => ErrorKind::BadRequest,
             EngineError::PermissionDenied(_) => ErrorKind::Forbidden,
             EngineError::Unauthenticated(_) => ErrorKind::Unauthorized,
             EngineError::Storage(_) | EngineError::Internal(_) => ErrorKind::Internal,
@@ -77,6 +81,7 @@ impl EngineError {
             EngineError::NotFound(_) => "NOT_FOUND",
             EngineError::AlreadyExists(_) => "ALREADY_EXISTS",
             EngineError::InvalidInput(_) => "INVALID_INPUT",
+            EngineError::Constraint(_) => "CONSTRAINT_VIOLATION",
             EngineError::PermissionDenied(_) => "PERMISSION_DENIED",
             EngineError::Unauthenticated(_) => "UNAUTHORIZED",
             EngineError::Storage(_) | EngineError::Internal(_) => "INTERNAL_ERROR",

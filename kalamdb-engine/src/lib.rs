@@ -6,11 +6,13 @@
 pub mod auth;
 pub mod catalog;
 pub mod error;
+pub mod ids;
 pub mod json;
 pub mod session;
 pub mod sql;
 pub mod storage;
 pub mod system;
+pub mod table;
 
 mod engine;
 

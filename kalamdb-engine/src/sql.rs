@@ -5,7 +5,10 @@
 //! `execute` runs a batch for a caller.
 
 pub mod execute;
+pub mod functions;
 pub mod parser;
 
+mod dml;
 mod namespaces;
+mod tables;
 mod users;

@@ -97,6 +97,20 @@ impl<M: SystemTable> SystemStore<M> {
     }
 }
 
+impl<M: SystemTable> SystemStore<M> {
+    /// The operation that deletes the row with `key`.
+    pub fn delete_op<Q>(&self, key: &Q) -> crate::storage::WriteOp
+    where
+        M::Key: Borrow<Q>,
+        Q: StorageKey + ?Sized,
+    {
+        crate::storage::WriteOp::Delete {
+            cf: M::COLUMN_FAMILY.to_string(),
+            key: key.storage_key(),
+        }
+    }
+}
+
 fn encode<M: SystemTable>(row: &M) -> Result<Vec<u8>> {
     serde_json::to_vec(row)
         .map_err(|e| EngineError::Internal(format!("cannot encode a {} row: {e}", M::TABLE_NAME)))

@@ -84,11 +84,9 @@ impl TestServer {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !sent {
-                    if let Some(rest) = line.strip_prefix("listening on ") {
-                        let _ = tx.send(rest.trim().to_string());
-                        sent = true;
-                    }
+                if let (false, Some(rest)) = (sent, line.strip_prefix("listening on ")) {
+                    let _ = tx.send(rest.trim().to_string());
+                    sent = true;
                 }
             }
         });

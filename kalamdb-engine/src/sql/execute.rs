@@ -8,22 +8,22 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, UInt64Type};
+use datafusion::arrow::datatypes::UInt64Type;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::{FunctionRegistry, SessionState};
-use datafusion::logical_expr::{
-    ColumnarValue, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::prelude::SQLOptions;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 
+use super::functions::CurrentUserUdf;
 use super::parser::{KalamStatement, StatementSource, split_batch};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::json::{JsonRow, batches_to_rows, sql_type_name};
 use crate::session::Caller;
+use kalamdb_model::Role;
 
 /// A batch of statements as a client sends it.
 #[derive(Debug, Clone, Default)]
@@ -126,8 +126,12 @@ impl Engine {
                 return outcome;
             }
         };
+        let namespace = request.namespace.as_deref();
         for source in sources {
-            match self.execute_one(&state, caller, &source, &params).await {
+            match self
+                .execute_one(&state, caller, &source, &params, namespace)
+                .await
+            {
                 Ok(result) => outcome.results.push(result),
                 Err(error) => {
                     outcome.error = Some(StatementError {
@@ -155,7 +159,7 @@ impl Engine {
             state.config_mut().options_mut().catalog.default_schema = namespace.to_string();
         }
         state
-            .register_udf(Arc::new(ScalarUDF::new_from_impl(CurrentUser::new(
+            .register_udf(Arc::new(ScalarUDF::new_from_impl(CurrentUserUdf::new(
                 &caller.user_id,
             ))))
             .map_err(EngineError::from)?;
@@ -168,8 +172,43 @@ impl Engine {
         caller: &Caller,
         source: &StatementSource,
         params: &[ScalarValue],
+        namespace: Option<&str>,
     ) -> Result<StatementResult> {
         match source.parse()? {
+            KalamStatement::CreateTable(create) => self.create_table(caller, &create, namespace),
+            KalamStatement::DropTable { name, if_exists } => {
+                self.drop_table(caller, &name, if_exists, namespace)
+            }
+            KalamStatement::ShowTables { namespace: filter } => {
+                let sql = match filter {
+                    Some(ns) => format!(
+                        "SELECT namespace, table_name, table_type, storage_location, created_at FROM system.tables WHERE namespace = '{}' ORDER BY table_name",
+                        ns.replace('\'', "''")
+                    ),
+                    None => "SELECT namespace, table_name, table_type, storage_location, created_at FROM system.tables ORDER BY namespace, table_name".to_string(),
+                };
+                self.run_query(state, &sql).await
+            }
+            KalamStatement::DescribeTable { name, history: false } => {
+                self.describe_table(&name, namespace)
+            }
+            KalamStatement::DescribeTable { name, history: true } => {
+                let ns = self.resolve_namespace(&name, namespace)?;
+                let table_id = format!("{ns}.{}", name.name);
+                if self.tables.get(&ns, &name.name).is_none() {
+                    return Err(super::tables::table_not_found(&table_id));
+                }
+                let sql = format!(
+                    "SELECT version, created_at, changes, arrow_schema FROM system.table_schemas WHERE table_id = '{}' ORDER BY version",
+                    table_id.replace('\'', "''")
+                );
+                self.run_query(state, &sql).await
+            }
+            KalamStatement::ExecuteAs { user, statement } => {
+                let inner = self.impersonate(caller, &user)?;
+                let inner_state = self.session_state(&inner, namespace)?;
+                Box::pin(self.execute_one(&inner_state, &inner, &statement, params, namespace)).await
+            }
             KalamStatement::CreateNamespace { name, if_not_exists } => {
                 self.create_namespace(caller, &name, if_not_exists)
             }
@@ -201,8 +240,33 @@ impl Engine {
             KalamStatement::DropUser { username, if_exists } => {
                 self.drop_user(caller, &username, if_exists)
             }
-            KalamStatement::Sql(statement) => self.run_datafusion(state, *statement, params).await,
+            KalamStatement::Sql(statement) => match *statement {
+                Statement::Insert(insert) => self.run_insert(state, insert, params, namespace).await,
+                Statement::Update(update) => self.run_update(state, update, params, namespace).await,
+                Statement::Delete(delete) => self.run_delete(state, delete, params, namespace).await,
+                other => self.run_datafusion(state, other, params).await,
+            },
         }
+    }
+
+    /// The caller `EXECUTE AS USER` switches to.
+    fn impersonate(&self, caller: &Caller, user_id: &str) -> Result<Caller> {
+        if caller.role < Role::Service {
+            return Err(EngineError::PermissionDenied(format!(
+                "EXECUTE AS USER requires role service, dba or system; user {} has role {}",
+                caller.user_id, caller.role
+            )));
+        }
+        let target = self
+            .user(user_id)?
+            .ok_or_else(|| EngineError::NotFound(format!("user {user_id} does not exist")))?;
+        if target.role > caller.role {
+            return Err(EngineError::PermissionDenied(format!(
+                "user {} with role {} cannot act as user {} with role {}",
+                caller.user_id, caller.role, target.user_id, target.role
+            )));
+        }
+        Ok(Caller::new(target.user_id, target.role))
     }
 
     /// Runs a fixed internal query in the caller's session.
@@ -216,7 +280,7 @@ impl Engine {
         }
     }
 
-    async fn run_datafusion(
+    pub(crate) async fn run_datafusion(
         &self,
         state: &SessionState,
         statement: Statement,
@@ -244,10 +308,7 @@ impl Engine {
                     plan.display()
                 ))
             })?;
-        let plan = bind_params(plan, params)?;
-        let frame = DataFrame::new(state.clone(), plan);
-        let schema = frame.schema().as_arrow().clone();
-        let batches = frame.collect().await?;
+        let (schema, batches) = collect_plan(state, plan, params).await?;
         if is_dml {
             let affected = count_column(&batches);
             return Ok(StatementResult::message(
@@ -257,6 +318,19 @@ impl Engine {
         }
         StatementResult::from_batches(&batches, &schema)
     }
+}
+
+/// Binds parameters and runs a plan.
+pub(crate) async fn collect_plan(
+    state: &SessionState,
+    plan: LogicalPlan,
+    params: &[ScalarValue],
+) -> Result<(datafusion::arrow::datatypes::Schema, Vec<RecordBatch>)> {
+    let plan = bind_params(plan, params)?;
+    let frame = DataFrame::new(state.clone(), plan);
+    let schema = frame.schema().as_arrow().clone();
+    let batches = frame.collect().await?;
+    Ok((schema, batches))
 }
 
 /// Sums DataFusion's `count` column of a DML result.
@@ -331,43 +405,4 @@ fn json_param(position: usize, value: &serde_json::Value) -> Result<ScalarValue>
             )));
         }
     })
-}
-
-/// `CURRENT_USER()`: the id of the user the batch runs for.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct CurrentUser {
-    user_id: String,
-    signature: Signature,
-}
-
-impl CurrentUser {
-    fn new(user_id: &str) -> Self {
-        CurrentUser {
-            user_id: user_id.to_string(),
-            signature: Signature::nullary(Volatility::Stable),
-        }
-    }
-}
-
-impl ScalarUDFImpl for CurrentUser {
-    fn name(&self) -> &str {
-        "current_user"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(
-        &self,
-        _args: ScalarFunctionArgs,
-    ) -> datafusion::error::Result<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
-            self.user_id.clone(),
-        ))))
-    }
 }

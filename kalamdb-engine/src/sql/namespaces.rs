@@ -134,16 +134,33 @@ impl Engine {
             .ok_or_else(|| namespace_not_found(name))
     }
 
-    /// Removes a table: its rows' column family, its schemas and its entry.
+    /// Removes a table: its rows' column family, its schemas, its entry, and
+    /// its share of the namespace and storage-location counters.
     pub(crate) fn drop_table_storage(&self, table: &Table) -> Result<()> {
-        let family = crate::catalog::table_column_family(table);
-        self.stores.storage.drop_cf(&family)?;
+        let family = crate::table::def::column_family(
+            &table.table_type,
+            &table.namespace,
+            &table.table_name,
+        );
+        let mut ops = Vec::new();
+        if let Some(mut ns) = self.stores.namespaces.get(&table.namespace)? {
+            ns.table_count = (ns.table_count - 1).max(0);
+            ops.push(self.stores.namespaces.put_op(&ns)?);
+        }
+        if let Some(mut location) = self.stores.storage_locations.get(&table.storage_location)? {
+            location.usage_count = (location.usage_count - 1).max(0);
+            location.updated_at = Timestamp::now();
+            ops.push(self.stores.storage_locations.put_op(&location)?);
+        }
         for schema in self.stores.table_schemas.scan_all()? {
             if schema.table_id == table.table_id {
-                self.stores.table_schemas.delete(&schema.schema_id)?;
+                ops.push(self.stores.table_schemas.delete_op(&schema.schema_id));
             }
         }
-        self.stores.tables.delete(&table.table_id)?;
+        ops.push(self.stores.tables.delete_op(&table.table_id));
+        self.stores.storage.write(ops)?;
+        self.tables.forget(&table.table_id);
+        self.stores.storage.drop_cf(&family)?;
         Ok(())
     }
 }

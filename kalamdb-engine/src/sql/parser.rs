@@ -4,7 +4,7 @@
 //! recognised by their leading words; any other statement is parsed by
 //! sqlparser itself and handed to DataFusion.
 
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{ColumnDef, ObjectName, Statement, TableConstraint};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -56,8 +56,47 @@ pub enum KalamStatement {
         username: String,
         if_exists: bool,
     },
+    CreateTable(Box<CreateTable>),
+    DropTable {
+        name: TableRef,
+        if_exists: bool,
+    },
+    ShowTables {
+        namespace: Option<String>,
+    },
+    DescribeTable {
+        name: TableRef,
+        history: bool,
+    },
+    /// `EXECUTE AS USER 'id' (statement)`.
+    ExecuteAs {
+        user: String,
+        statement: StatementSource,
+    },
     /// Anything else: planned and run by DataFusion.
     Sql(Box<Statement>),
+}
+
+/// A table name as written: `ns.table` or `table` (namespace from the request).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRef {
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// `CREATE USER|SHARED|STREAM TABLE …`.
+#[derive(Debug, Clone)]
+pub struct CreateTable {
+    pub kind: crate::table::TableKind,
+    pub name: TableRef,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDef>,
+    pub constraints: Vec<TableConstraint>,
+    pub location: Option<String>,
+    pub flush_rows: Option<u64>,
+    pub flush_interval: Option<String>,
+    pub deleted_retention: Option<String>,
+    pub with_options: Vec<(String, serde_json::Value)>,
 }
 
 /// What `ALTER USER` changes.
@@ -244,7 +283,173 @@ fn parse_statement(parser: &mut Parser) -> PResult<KalamStatement> {
             if_exists,
         });
     }
+    if let Some(kind) = table_kind_ahead(parser) {
+        parser.next_token();
+        parser.next_token();
+        parser.next_token();
+        return parse_create_table(parser, kind);
+    }
+    if eat_words(parser, &["DROP", "TABLE"]) {
+        let if_exists = eat_words(parser, &["IF", "EXISTS"]);
+        let name = parse_table_ref(parser)?;
+        return Ok(KalamStatement::DropTable { name, if_exists });
+    }
+    if eat_words(parser, &["SHOW", "TABLES"]) {
+        let namespace = if eat_words(parser, &["IN"]) || eat_words(parser, &["FROM"]) {
+            Some(parse_name(parser, "namespace")?)
+        } else {
+            None
+        };
+        return Ok(KalamStatement::ShowTables { namespace });
+    }
+    if eat_words(parser, &["DESCRIBE", "TABLE"]) || eat_words(parser, &["DESC", "TABLE"]) {
+        let name = parse_table_ref(parser)?;
+        let history = eat_words(parser, &["HISTORY"]);
+        return Ok(KalamStatement::DescribeTable { name, history });
+    }
+    if eat_words(parser, &["EXECUTE", "AS", "USER"]) {
+        let user = parse_user_name(parser)?;
+        return parse_execute_as(parser, user);
+    }
     Ok(KalamStatement::Sql(Box::new(parser.parse_statement()?)))
+}
+
+/// `CREATE USER TABLE`, `CREATE SHARED TABLE` or `CREATE STREAM TABLE` ahead.
+fn table_kind_ahead(parser: &Parser) -> Option<crate::table::TableKind> {
+    if word_at(parser, 0).as_deref() != Some("CREATE")
+        || word_at(parser, 2).as_deref() != Some("TABLE")
+    {
+        return None;
+    }
+    crate::table::TableKind::parse(&word_at(parser, 1)?)
+}
+
+/// A table name: `ns.table` or `table`; unquoted parts are lower-cased.
+fn parse_table_ref(parser: &mut Parser) -> PResult<TableRef> {
+    let name = parser.parse_object_name(false)?;
+    table_ref(&name).map_err(ParserError::ParserError)
+}
+
+/// Resolves an object name to a table reference.
+pub fn table_ref(name: &ObjectName) -> std::result::Result<TableRef, String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| {
+            p.as_ident()
+                .map(|i| {
+                    if i.quote_style.is_some() {
+                        i.value.clone()
+                    } else {
+                        i.value.to_ascii_lowercase()
+                    }
+                })
+                .ok_or_else(|| format!("invalid table name {name}"))
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let (namespace, table) = match parts.as_slice() {
+        [table] => (None, table.clone()),
+        [namespace, table] => (Some(namespace.clone()), table.clone()),
+        _ => return Err(format!("invalid table name {name}: use namespace.table")),
+    };
+    if let Some(ns) = &namespace {
+        validate_name(ns, "namespace")?;
+    }
+    validate_name(&table, "table")?;
+    Ok(TableRef {
+        namespace,
+        name: table,
+    })
+}
+
+fn parse_create_table(
+    parser: &mut Parser,
+    kind: crate::table::TableKind,
+) -> PResult<KalamStatement> {
+    let if_not_exists = eat_words(parser, &["IF", "NOT", "EXISTS"]);
+    let name = parse_table_ref(parser)?;
+    let (columns, constraints) = parser.parse_columns()?;
+    let mut create = CreateTable {
+        kind,
+        name,
+        if_not_exists,
+        columns,
+        constraints,
+        location: None,
+        flush_rows: None,
+        flush_interval: None,
+        deleted_retention: None,
+        with_options: Vec::new(),
+    };
+    loop {
+        if eat_words(parser, &["LOCATION", "REFERENCE"]) {
+            create.location = Some(parser.parse_literal_string()?);
+        } else if eat_words(parser, &["FLUSH", "POLICY"]) {
+            let mut any = false;
+            loop {
+                if eat_words(parser, &["ROWS"]) {
+                    create.flush_rows = Some(parse_count(parser)?);
+                } else if eat_words(parser, &["INTERVAL"]) {
+                    create.flush_interval = Some(parser.parse_literal_string()?);
+                } else {
+                    break;
+                }
+                any = true;
+            }
+            if !any {
+                return parser.expected(
+                    "ROWS n or INTERVAL '…' after FLUSH POLICY",
+                    parser.peek_token(),
+                );
+            }
+        } else if eat_words(parser, &["DELETED", "RETENTION"]) {
+            create.deleted_retention = Some(parser.parse_literal_string()?);
+        } else if eat_words(parser, &["WITH"]) {
+            create.with_options = parse_options(parser)?;
+        } else {
+            break;
+        }
+    }
+    Ok(KalamStatement::CreateTable(Box::new(create)))
+}
+
+fn parse_count(parser: &mut Parser) -> PResult<u64> {
+    let token = parser.next_token();
+    match &token.token {
+        Token::Number(n, _) => n.parse().map_err(|_| {
+            ParserError::ParserError(format!("expected a positive whole number, found {n}"))
+        }),
+        _ => parser.expected("a positive whole number", token),
+    }
+}
+
+/// `( statement )` after `EXECUTE AS USER 'id'`: the tokens between the
+/// outer parentheses, whitespace kept, become the inner statement.
+fn parse_execute_as(parser: &mut Parser, user: String) -> PResult<KalamStatement> {
+    parser.expect_token(&Token::LParen)?;
+    let mut depth = 1usize;
+    let mut inner = Vec::new();
+    loop {
+        let Some(token) = parser.next_token_no_skip().cloned() else {
+            return parser.expected(")", parser.peek_token());
+        };
+        match token.token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            Token::EOF => return parser.expected(")", token),
+            _ => {}
+        }
+        inner.push(token);
+    }
+    let statement = StatementSource::from_tokens(inner).ok_or_else(|| {
+        ParserError::ParserError("EXECUTE AS USER needs a statement inside the parentheses".into())
+    })?;
+    Ok(KalamStatement::ExecuteAs { user, statement })
 }
 
 /// A namespace-like name: unquoted names are lower-cased, as DataFusion does.
@@ -466,6 +671,74 @@ mod tests {
         ));
         let err = parse_one("CREATE USER 'x' WITH PASSWORD 'p' ROLE king").unwrap_err();
         assert!(err.to_string().contains("unknown role 'king'"));
+    }
+
+    #[test]
+    fn tables() {
+        match parse_one("CREATE USER TABLE IF NOT EXISTS App.Messages (id BIGINT PRIMARY KEY, body TEXT NOT NULL DEFAULT 'x') LOCATION REFERENCE 'local' FLUSH POLICY ROWS 100 INTERVAL '5 minutes' DELETED RETENTION '7 days'").unwrap() {
+            KalamStatement::CreateTable(c) => {
+                assert_eq!(c.kind, crate::table::TableKind::User);
+                assert_eq!(c.name, TableRef { namespace: Some("app".into()), name: "messages".into() });
+                assert!(c.if_not_exists);
+                assert_eq!(c.columns.len(), 2);
+                assert_eq!(c.flush_rows, Some(100));
+                assert_eq!(c.flush_interval.as_deref(), Some("5 minutes"));
+                assert_eq!(c.deleted_retention.as_deref(), Some("7 days"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_one("CREATE SHARED TABLE rooms (name TEXT)").unwrap(),
+            KalamStatement::CreateTable(_)
+        ));
+        assert!(matches!(
+            parse_one("DROP TABLE IF EXISTS app.t").unwrap(),
+            KalamStatement::DropTable {
+                if_exists: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_one("SHOW TABLES IN app").unwrap(),
+            KalamStatement::ShowTables { namespace: Some(_) }
+        ));
+        assert!(matches!(
+            parse_one("DESCRIBE TABLE app.t HISTORY").unwrap(),
+            KalamStatement::DescribeTable { history: true, .. }
+        ));
+        assert!(parse_one("CREATE USER TABLE a.b.c (x INT)").is_err());
+    }
+
+    #[test]
+    fn execute_as_keeps_the_inner_statement() {
+        match parse_one(
+            "EXECUTE AS USER 'alice' (INSERT INTO app.m (id, body) VALUES (1, 'a (b)'))",
+        )
+        .unwrap()
+        {
+            KalamStatement::ExecuteAs { user, statement } => {
+                assert_eq!(user, "alice");
+                assert_eq!(
+                    statement.text,
+                    "INSERT INTO app.m (id, body) VALUES (1, 'a (b)')"
+                );
+                assert!(matches!(statement.parse().unwrap(), KalamStatement::Sql(_)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_one("EXECUTE AS USER 'alice' (SELECT 1").is_err());
+    }
+
+    #[test]
+    fn current_user_call_syntax() {
+        assert!(matches!(
+            parse_one("SELECT CURRENT_USER()").unwrap(),
+            KalamStatement::Sql(_)
+        ));
+        assert!(matches!(
+            parse_one("SELECT CURRENT_USER").unwrap(),
+            KalamStatement::Sql(_)
+        ));
     }
 
     #[test]

@@ -1,0 +1,469 @@
+//! CREATE / DROP TABLE, SHOW TABLES, DESCRIBE TABLE for USER and SHARED tables.
+
+use datafusion::common::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    ColumnOption, DataType as SqlType, Expr, TableConstraint, UnaryOperator, Value as SqlValue,
+};
+use kalamdb_model::{Table, TableSchema, Timestamp};
+use serde_json::{Value, json};
+
+use super::execute::{ResultColumn, StatementResult};
+use super::namespaces::{namespace_not_found, require_admin};
+use super::parser::{CreateTable, TableRef};
+use crate::engine::{Engine, LOCAL_STORAGE};
+use crate::error::{EngineError, Result};
+use crate::session::Caller;
+use crate::table::def::{FlushPolicy, parse_duration_secs};
+use crate::table::provider::scalar_to_cell;
+use crate::table::registry::{SchemaDoc, schema_id};
+use crate::table::{ColumnSpec, ColumnType, DefaultValue, TableDef, TableKind};
+
+/// Deleted rows are kept this long unless DELETED RETENTION says otherwise.
+pub const DEFAULT_DELETED_RETENTION_HOURS: i32 = 7 * 24;
+
+/// Name of the primary key added to tables that declare none.
+const AUTO_KEY: &str = "id";
+
+fn column_type(ty: &SqlType, column: &str) -> Result<ColumnType> {
+    let text = ty.to_string().to_ascii_uppercase();
+    let base = text.split('(').next().unwrap_or_default().trim();
+    Ok(match base {
+        "BOOLEAN" | "BOOL" => ColumnType::Boolean,
+        "INT" | "INTEGER" | "INT4" | "SMALLINT" | "TINYINT" => ColumnType::Int,
+        "BIGINT" | "INT8" | "INT64" => ColumnType::BigInt,
+        "DOUBLE" | "DOUBLE PRECISION" | "FLOAT" | "FLOAT8" | "FLOAT64" | "REAL" => {
+            ColumnType::Double
+        }
+        "TEXT" | "VARCHAR" | "STRING" | "CHAR" | "CHARACTER VARYING" | "CHARACTER" => {
+            ColumnType::Text
+        }
+        "JSON" | "JSONB" => ColumnType::Json,
+        "TIMESTAMP" | "DATETIME" => ColumnType::Timestamp,
+        "DATE" => ColumnType::Date,
+        _ => {
+            return Err(EngineError::InvalidInput(format!(
+                "column {column} has unsupported type {ty}; use BOOLEAN, INT, BIGINT, DOUBLE, TEXT, VARCHAR, JSON, TIMESTAMP or DATE"
+            )));
+        }
+    })
+}
+
+fn function_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Function(f) => Some(
+            f.name
+                .to_string()
+                .to_ascii_lowercase()
+                .trim_matches('"')
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+fn default_value(expr: &Expr, spec: &ColumnSpec) -> Result<DefaultValue> {
+    let bad = |why: &str| {
+        EngineError::InvalidInput(format!("invalid DEFAULT for column {}: {why}", spec.name))
+    };
+    if let Some(name) = function_name(expr) {
+        let (value, allowed): (DefaultValue, &[ColumnType]) = match name.as_str() {
+            "now" | "current_timestamp" => (
+                DefaultValue::Now,
+                &[ColumnType::Timestamp, ColumnType::Date],
+            ),
+            "current_user" => (DefaultValue::CurrentUser, &[ColumnType::Text]),
+            "snowflake_id" => (DefaultValue::SnowflakeId, &[ColumnType::BigInt]),
+            other => {
+                return Err(bad(&format!(
+                    "{other}() is not allowed; use a constant, NOW(), CURRENT_USER() or SNOWFLAKE_ID()"
+                )));
+            }
+        };
+        if !allowed.contains(&spec.ty) {
+            return Err(bad(&format!(
+                "{} cannot fill a {} column",
+                value.sql(),
+                spec.ty.sql_name()
+            )));
+        }
+        return Ok(value);
+    }
+    let scalar = match expr {
+        Expr::Value(v) => match &v.value {
+            SqlValue::Number(n, _) => match n.parse::<i64>() {
+                Ok(i) => ScalarValue::Int64(Some(i)),
+                Err(_) => ScalarValue::Float64(Some(n.parse().map_err(|_| bad("not a number"))?)),
+            },
+            SqlValue::SingleQuotedString(s) => ScalarValue::Utf8(Some(s.clone())),
+            SqlValue::Boolean(b) => ScalarValue::Boolean(Some(*b)),
+            SqlValue::Null => ScalarValue::Null,
+            _ => return Err(bad("use a number, string, boolean or NULL")),
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            Expr::Value(v) => match &v.value {
+                SqlValue::Number(n, _) => match format!("-{n}").parse::<i64>() {
+                    Ok(i) => ScalarValue::Int64(Some(i)),
+                    Err(_) => ScalarValue::Float64(Some(
+                        format!("-{n}").parse().map_err(|_| bad("not a number"))?,
+                    )),
+                },
+                _ => return Err(bad("use a number after -")),
+            },
+            _ => return Err(bad("use a constant")),
+        },
+        _ => {
+            return Err(bad(
+                "use a constant, NOW(), CURRENT_USER() or SNOWFLAKE_ID()",
+            ));
+        }
+    };
+    let cell = if scalar.is_null() {
+        Value::Null
+    } else {
+        scalar_to_cell(&scalar, spec.ty, &spec.name).map_err(|e| bad(&e.to_string()))?
+    };
+    Ok(DefaultValue::Literal(cell))
+}
+
+/// Columns and primary key of a CREATE TABLE, validated.
+fn table_columns(create: &CreateTable) -> Result<(Vec<ColumnSpec>, usize)> {
+    let mut columns: Vec<ColumnSpec> = Vec::with_capacity(create.columns.len() + 1);
+    let mut primary_key: Option<usize> = None;
+    let set_key = |index: usize, name: &str, key: &mut Option<usize>| -> Result<()> {
+        if key.is_some_and(|k| k != index) {
+            return Err(EngineError::InvalidInput(format!(
+                "only one primary key column is supported (found another on {name})"
+            )));
+        }
+        *key = Some(index);
+        Ok(())
+    };
+    for def in &create.columns {
+        let name = if def.name.quote_style.is_some() {
+            def.name.value.clone()
+        } else {
+            def.name.value.to_ascii_lowercase()
+        };
+        if name.starts_with('_') {
+            return Err(EngineError::InvalidInput(format!(
+                "column {name}: names starting with _ are reserved for system columns"
+            )));
+        }
+        super::parser::validate_name(&name, "column").map_err(EngineError::InvalidInput)?;
+        if columns.iter().any(|c| c.name == name) {
+            return Err(EngineError::InvalidInput(format!(
+                "column {name} is declared twice"
+            )));
+        }
+        let mut spec = ColumnSpec {
+            ty: column_type(&def.data_type, &name)?,
+            name,
+            nullable: true,
+            default: None,
+        };
+        let index = columns.len();
+        for option in &def.options {
+            match &option.option {
+                ColumnOption::NotNull => spec.nullable = false,
+                ColumnOption::Null => spec.nullable = true,
+                ColumnOption::Default(expr) => spec.default = Some(default_value(expr, &spec)?),
+                ColumnOption::PrimaryKey(_) => set_key(index, &spec.name, &mut primary_key)?,
+                other => {
+                    return Err(EngineError::InvalidInput(format!(
+                        "column option {other} on {} is not supported",
+                        spec.name
+                    )));
+                }
+            }
+        }
+        columns.push(spec);
+    }
+    for constraint in &create.constraints {
+        match constraint {
+            TableConstraint::PrimaryKey(pk) if pk.columns.len() == 1 => {
+                let name = pk.columns[0].column.expr.to_string().to_ascii_lowercase();
+                let index = columns.iter().position(|c| c.name == name).ok_or_else(|| {
+                    EngineError::InvalidInput(format!("PRIMARY KEY names unknown column {name}"))
+                })?;
+                set_key(index, &name, &mut primary_key)?;
+            }
+            TableConstraint::PrimaryKey(_) => {
+                return Err(EngineError::InvalidInput(
+                    "composite primary keys are not supported; use one column".into(),
+                ));
+            }
+            other => {
+                return Err(EngineError::InvalidInput(format!(
+                    "constraint {other} is not supported"
+                )));
+            }
+        }
+    }
+    let primary_key = match primary_key {
+        Some(index) => index,
+        None => {
+            if columns.iter().any(|c| c.name == AUTO_KEY) {
+                return Err(EngineError::InvalidInput(format!(
+                    "declare a PRIMARY KEY: without one KalamDB adds {AUTO_KEY} BIGINT, but a column {AUTO_KEY} already exists"
+                )));
+            }
+            columns.insert(
+                0,
+                ColumnSpec {
+                    name: AUTO_KEY.into(),
+                    ty: ColumnType::BigInt,
+                    nullable: false,
+                    default: Some(DefaultValue::SnowflakeId),
+                },
+            );
+            0
+        }
+    };
+    let key = &mut columns[primary_key];
+    if !key.ty.can_be_key() {
+        return Err(EngineError::InvalidInput(format!(
+            "primary key {} must be INT, BIGINT or TEXT, not {}",
+            key.name,
+            key.ty.sql_name()
+        )));
+    }
+    key.nullable = false;
+    Ok((columns, primary_key))
+}
+
+impl Engine {
+    /// The namespace of a table reference: its own, or the request's.
+    pub(crate) fn resolve_namespace(
+        &self,
+        name: &TableRef,
+        default: Option<&str>,
+    ) -> Result<String> {
+        match (&name.namespace, default) {
+            (Some(ns), _) => Ok(ns.clone()),
+            (None, Some(ns)) => Ok(ns.to_string()),
+            (None, None) => Err(EngineError::InvalidInput(format!(
+                "table {} needs a namespace: write namespace.{} or set \"namespace\" in the request",
+                name.name, name.name
+            ))),
+        }
+    }
+
+    pub(crate) fn create_table(
+        &self,
+        caller: &Caller,
+        create: &CreateTable,
+        default_namespace: Option<&str>,
+    ) -> Result<StatementResult> {
+        require_admin(caller, "CREATE TABLE")?;
+        let namespace = self.resolve_namespace(&create.name, default_namespace)?;
+        let table_name = &create.name.name;
+        if create.kind == TableKind::Stream {
+            return Err(EngineError::InvalidInput(
+                "STREAM tables are not available yet; use a USER or SHARED table".into(),
+            ));
+        }
+        let (columns, primary_key) = table_columns(create)?;
+        let flush_interval = match &create.flush_interval {
+            Some(text) => Some(parse_duration_secs(text).ok_or_else(|| {
+                EngineError::InvalidInput(format!(
+                    "invalid FLUSH POLICY INTERVAL '{text}': use e.g. '5 minutes'"
+                ))
+            })?),
+            None => None,
+        };
+        if create.flush_rows == Some(0) {
+            return Err(EngineError::InvalidInput(
+                "FLUSH POLICY ROWS must be at least 1".into(),
+            ));
+        }
+        let retention_hours = match &create.deleted_retention {
+            Some(text) => {
+                let secs = parse_duration_secs(text).ok_or_else(|| {
+                    EngineError::InvalidInput(format!(
+                        "invalid DELETED RETENTION '{text}': use e.g. '7 days'"
+                    ))
+                })?;
+                i32::try_from(secs.div_ceil(3600)).map_err(|_| {
+                    EngineError::InvalidInput(format!("DELETED RETENTION '{text}' is too long"))
+                })?
+            }
+            None => DEFAULT_DELETED_RETENTION_HOURS,
+        };
+        let location_name = create
+            .location
+            .clone()
+            .unwrap_or_else(|| LOCAL_STORAGE.to_string());
+
+        let _guard = self.ddl_lock.lock();
+        let mut ns = self
+            .stores
+            .namespaces
+            .get(&namespace)?
+            .ok_or_else(|| namespace_not_found(&namespace))?;
+        let table_id = format!("{namespace}.{table_name}");
+        if self.tables.get(&namespace, table_name).is_some() {
+            if create.if_not_exists {
+                return Ok(StatementResult::message(
+                    0,
+                    format!("table {table_id} already exists"),
+                ));
+            }
+            return Err(EngineError::AlreadyExists(format!(
+                "table {table_id} already exists"
+            )));
+        }
+        let mut location = self
+            .stores
+            .storage_locations
+            .get(&location_name)?
+            .ok_or_else(|| {
+                EngineError::NotFound(format!("storage location {location_name} does not exist"))
+            })?;
+
+        let def = TableDef {
+            namespace: namespace.clone(),
+            name: table_name.clone(),
+            kind: create.kind,
+            columns,
+            primary_key,
+            version: 1,
+            storage_location: location_name.clone(),
+            flush_policy: FlushPolicy {
+                rows: create.flush_rows,
+                interval_secs: flush_interval,
+            },
+            deleted_retention_hours: retention_hours,
+        };
+        let now = Timestamp::now();
+        let doc = SchemaDoc {
+            columns: def.columns.clone(),
+            primary_key: def.key_column().name.clone(),
+        };
+        let table = Table {
+            table_id: table_id.clone(),
+            table_name: table_name.clone(),
+            namespace: namespace.clone(),
+            table_type: create.kind.as_str().to_string(),
+            created_at: now,
+            storage_location: location_name,
+            flush_policy: (def.flush_policy != FlushPolicy::default())
+                .then(|| serde_json::to_string(&def.flush_policy).unwrap_or_default()),
+            schema_version: 1,
+            deleted_retention_hours: retention_hours,
+        };
+        let schema = TableSchema {
+            schema_id: schema_id(&table_id, 1),
+            table_id: table_id.clone(),
+            version: 1,
+            arrow_schema: serde_json::to_string(&doc)
+                .map_err(|e| EngineError::Internal(e.to_string()))?,
+            created_at: now,
+            changes: Some("created".into()),
+        };
+        ns.table_count += 1;
+        location.usage_count += 1;
+        location.updated_at = now;
+
+        self.stores.storage.create_cf(&def.column_family())?;
+        self.stores.storage.write(vec![
+            self.stores.tables.put_op(&table)?,
+            self.stores.table_schemas.put_op(&schema)?,
+            self.stores.namespaces.put_op(&ns)?,
+            self.stores.storage_locations.put_op(&location)?,
+        ])?;
+        self.tables.register(def);
+        Ok(StatementResult::message(
+            1,
+            format!("{} table {table_id} created", create.kind.as_str()),
+        ))
+    }
+
+    pub(crate) fn drop_table(
+        &self,
+        caller: &Caller,
+        name: &TableRef,
+        if_exists: bool,
+        default_namespace: Option<&str>,
+    ) -> Result<StatementResult> {
+        require_admin(caller, "DROP TABLE")?;
+        let namespace = self.resolve_namespace(name, default_namespace)?;
+        let table_id = format!("{namespace}.{}", name.name);
+        let _guard = self.ddl_lock.lock();
+        let Some(table) = self.stores.tables.get(&table_id)? else {
+            if if_exists {
+                return Ok(StatementResult::message(
+                    0,
+                    format!("table {table_id} does not exist"),
+                ));
+            }
+            return Err(table_not_found(&table_id));
+        };
+        self.drop_table_storage(&table)?;
+        Ok(StatementResult::message(
+            1,
+            format!("table {table_id} dropped"),
+        ))
+    }
+
+    /// `DESCRIBE TABLE`: one row per column, system columns last.
+    pub(crate) fn describe_table(
+        &self,
+        name: &TableRef,
+        default_namespace: Option<&str>,
+    ) -> Result<StatementResult> {
+        let namespace = self.resolve_namespace(name, default_namespace)?;
+        let def = self
+            .tables
+            .get(&namespace, &name.name)
+            .ok_or_else(|| table_not_found(&format!("{namespace}.{}", name.name)))?;
+        let mut rows = Vec::new();
+        for (i, c) in def.columns.iter().enumerate() {
+            rows.push(json!({
+                "column_name": c.name,
+                "data_type": c.ty.sql_name(),
+                "is_nullable": c.nullable,
+                "column_default": c.default.as_ref().map(DefaultValue::sql),
+                "is_primary_key": i == def.primary_key,
+            }));
+        }
+        for (column, ty) in [
+            ("_seq", "BIGINT"),
+            ("_updated", "TIMESTAMP"),
+            ("_deleted", "BOOLEAN"),
+        ] {
+            rows.push(json!({
+                "column_name": column, "data_type": ty, "is_nullable": false,
+                "column_default": null, "is_primary_key": false,
+            }));
+        }
+        let columns = [
+            ("column_name", "TEXT"),
+            ("data_type", "TEXT"),
+            ("is_nullable", "BOOLEAN"),
+            ("column_default", "TEXT"),
+            ("is_primary_key", "BOOLEAN"),
+        ];
+        Ok(StatementResult {
+            columns: columns
+                .iter()
+                .map(|(n, t)| ResultColumn {
+                    name: n.to_string(),
+                    data_type: t.to_string(),
+                })
+                .collect(),
+            row_count: rows.len() as u64,
+            rows: rows
+                .into_iter()
+                .filter_map(|r| r.as_object().cloned())
+                .collect(),
+            message: None,
+        })
+    }
+}
+
+pub(crate) fn table_not_found(table_id: &str) -> EngineError {
+    EngineError::NotFound(format!("table {table_id} does not exist"))
+}

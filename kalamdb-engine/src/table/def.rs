@@ -1,0 +1,238 @@
+//! Table definitions: columns, primary key, options, Arrow schema.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+/// System column: commit sequence of the row version (the resume cursor).
+pub const SEQ_COLUMN: &str = "_seq";
+/// System column: commit time of the row version.
+pub const UPDATED_COLUMN: &str = "_updated";
+/// System column: true for a deleted row (never visible to queries).
+pub const DELETED_COLUMN: &str = "_deleted";
+
+/// USER, SHARED or STREAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TableKind {
+    /// One isolated partition per user.
+    User,
+    /// One partition visible to every user of the namespace.
+    Shared,
+    /// Ephemeral events with a retention window.
+    Stream,
+}
+
+impl TableKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableKind::User => "USER",
+            TableKind::Shared => "SHARED",
+            TableKind::Stream => "STREAM",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TableKind> {
+        [TableKind::User, TableKind::Shared, TableKind::Stream]
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+/// Column types a table may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ColumnType {
+    Boolean,
+    Int,
+    BigInt,
+    Double,
+    Text,
+    /// Text that must hold valid JSON.
+    Json,
+    Timestamp,
+    Date,
+}
+
+impl ColumnType {
+    pub fn arrow_type(self) -> DataType {
+        match self {
+            ColumnType::Boolean => DataType::Boolean,
+            ColumnType::Int => DataType::Int32,
+            ColumnType::BigInt => DataType::Int64,
+            ColumnType::Double => DataType::Float64,
+            ColumnType::Text | ColumnType::Json => DataType::Utf8,
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnType::Date => DataType::Date32,
+        }
+    }
+
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            ColumnType::Boolean => "BOOLEAN",
+            ColumnType::Int => "INT",
+            ColumnType::BigInt => "BIGINT",
+            ColumnType::Double => "DOUBLE",
+            ColumnType::Text => "TEXT",
+            ColumnType::Json => "JSON",
+            ColumnType::Timestamp => "TIMESTAMP",
+            ColumnType::Date => "DATE",
+        }
+    }
+
+    /// Types allowed for a primary key.
+    pub fn can_be_key(self) -> bool {
+        matches!(
+            self,
+            ColumnType::Int | ColumnType::BigInt | ColumnType::Text
+        )
+    }
+}
+
+/// A column default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultValue {
+    /// A constant, stored as the row cell it produces.
+    Literal(serde_json::Value),
+    /// Commit time.
+    Now,
+    /// The writing user's id.
+    CurrentUser,
+    /// A new snowflake id.
+    SnowflakeId,
+}
+
+impl DefaultValue {
+    pub fn sql(&self) -> String {
+        match self {
+            DefaultValue::Literal(serde_json::Value::String(s)) => {
+                format!("'{}'", s.replace('\'', "''"))
+            }
+            DefaultValue::Literal(v) => v.to_string().to_uppercase(),
+            DefaultValue::Now => "NOW()".into(),
+            DefaultValue::CurrentUser => "CURRENT_USER()".into(),
+            DefaultValue::SnowflakeId => "SNOWFLAKE_ID()".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub ty: ColumnType,
+    pub nullable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<DefaultValue>,
+}
+
+/// Flush policy options (used by the cold tier).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlushPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_secs: Option<u64>,
+}
+
+/// Everything KalamDB knows about one table's current schema version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableDef {
+    pub namespace: String,
+    pub name: String,
+    pub kind: TableKind,
+    /// User columns, in declaration order.
+    pub columns: Vec<ColumnSpec>,
+    /// Index of the primary key in `columns`.
+    pub primary_key: usize,
+    pub version: i32,
+    pub storage_location: String,
+    #[serde(default)]
+    pub flush_policy: FlushPolicy,
+    pub deleted_retention_hours: i32,
+}
+
+impl TableDef {
+    /// `namespace.table`: the id in `system.tables`.
+    pub fn table_id(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+
+    /// RocksDB column family of the rows.
+    pub fn column_family(&self) -> String {
+        column_family(self.kind.as_str(), &self.namespace, &self.name)
+    }
+
+    pub fn key_column(&self) -> &ColumnSpec {
+        &self.columns[self.primary_key]
+    }
+
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// Arrow schema seen by queries: user columns, then `_seq`, `_updated`,
+    /// `_deleted`. Every field is nullable at the Arrow level so that INSERT
+    /// planning leaves NOT NULL and defaults to KalamDB, which checks them
+    /// after filling defaults.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        let mut fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.ty.arrow_type(), true))
+            .collect();
+        fields.push(Field::new(SEQ_COLUMN, DataType::Int64, true));
+        fields.push(Field::new(
+            UPDATED_COLUMN,
+            ColumnType::Timestamp.arrow_type(),
+            true,
+        ));
+        fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, true));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Number of user columns.
+    pub fn user_column_count(&self) -> usize {
+        self.columns.len()
+    }
+}
+
+/// RocksDB column family of a table's rows: `user_table:{ns}:{table}`,
+/// `shared_table:…` or `stream_table:…`.
+pub fn column_family(kind: &str, namespace: &str, table: &str) -> String {
+    format!("{}_table:{namespace}:{table}", kind.to_ascii_lowercase())
+}
+
+/// Parses durations like `7 days`, `12 hours`, `5 minutes`, `30s`, `1 day`.
+pub fn parse_duration_secs(text: &str) -> Option<u64> {
+    let text = text.trim().to_ascii_lowercase();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let unit = unit.trim();
+    let factor = match unit {
+        "s" | "sec" | "secs" | "second" | "seconds" => 1,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60,
+        "h" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        "w" | "week" | "weeks" => 7 * 86_400,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_secs("7 days"), Some(7 * 86_400));
+        assert_eq!(parse_duration_secs("5 minutes"), Some(300));
+        assert_eq!(parse_duration_secs("10s"), Some(10));
+        assert_eq!(parse_duration_secs("1 HOUR"), Some(3600));
+        assert_eq!(parse_duration_secs("soon"), None);
+        assert_eq!(parse_duration_secs("5 fortnights"), None);
+    }
+}

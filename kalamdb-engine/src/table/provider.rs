@@ -1,0 +1,348 @@
+//! USER and SHARED tables as DataFusion tables.
+//!
+//! A scan reads only the caller's partition (the caller travels in the
+//! session), so no SQL can reach another user's rows. `WHERE pk = v` and
+//! `WHERE pk IN (...)` read single keys instead of the partition; every
+//! filter is reported `Inexact` and re-applied by DataFusion. INSERT goes to
+//! [`TableSink`], which fills defaults, checks NOT NULL and duplicate keys,
+//! and commits the statement's rows in one write batch.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use futures::StreamExt;
+use kalamdb_model::Role;
+use serde_json::Value;
+
+use super::def::{ColumnType, DefaultValue, TableDef, TableKind};
+use super::keys::{Scope, encode_pk};
+use super::registry::{RowWrite, TableRegistry};
+use super::row::{StoredRow, array_to_cells, rows_to_batch};
+use crate::error::{EngineError, Result};
+use crate::session::Caller;
+
+/// The columns an INSERT names, attached to the session by the executor so
+/// the sink knows which columns to fill with their defaults.
+#[derive(Debug, Clone)]
+pub struct InsertColumns(pub Vec<String>);
+
+/// A USER or SHARED table, seen by one statement.
+pub struct TableProviderImpl {
+    def: Arc<TableDef>,
+    schema: SchemaRef,
+    registry: Arc<TableRegistry>,
+}
+
+impl fmt::Debug for TableProviderImpl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} TABLE {}",
+            self.def.kind.as_str(),
+            self.def.table_id()
+        )
+    }
+}
+
+impl TableProviderImpl {
+    pub fn new(def: Arc<TableDef>, registry: Arc<TableRegistry>) -> Self {
+        TableProviderImpl {
+            schema: def.arrow_schema(),
+            def,
+            registry,
+        }
+    }
+}
+
+/// The partition a caller reads and writes.
+pub fn scope_for(def: &TableDef, caller: &Caller) -> Scope {
+    match def.kind {
+        TableKind::User => Scope::User(caller.user_id.clone()),
+        TableKind::Shared | TableKind::Stream => Scope::Shared,
+    }
+}
+
+/// Fails unless the caller may write this table.
+pub fn check_write(def: &TableDef, caller: &Caller) -> Result<()> {
+    if def.kind == TableKind::Shared && caller.role < Role::Service {
+        return Err(EngineError::PermissionDenied(format!(
+            "writing shared table {} requires role service, dba or system; user {} has role {}",
+            def.table_id(),
+            caller.user_id,
+            caller.role
+        )));
+    }
+    Ok(())
+}
+
+/// A cell of `ty` from a literal, cast as DataFusion would.
+pub fn scalar_to_cell(value: &ScalarValue, ty: ColumnType, column: &str) -> Result<Value> {
+    let array = value
+        .to_array()
+        .map_err(|e| EngineError::InvalidInput(format!("bad value for {column}: {e}")))?;
+    Ok(array_to_cells(&array, ty, column)?.remove(0))
+}
+
+/// Primary keys named by `pk = literal` or `pk IN (literals)` filters.
+fn key_lookup(def: &TableDef, filters: &[Expr]) -> Option<Vec<Vec<u8>>> {
+    let key = def.key_column();
+    let is_key = |e: &Expr| matches!(e, Expr::Column(c) if c.name == key.name);
+    let encode = |v: &ScalarValue| -> Option<Vec<u8>> {
+        let cell = scalar_to_cell(v, key.ty, &key.name).ok()?;
+        encode_pk(key.ty, &cell).ok()
+    };
+    for filter in filters {
+        match filter {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) => {
+                let literal = match (left.as_ref(), right.as_ref()) {
+                    (l, Expr::Literal(v, _)) if is_key(l) => v,
+                    (Expr::Literal(v, _), r) if is_key(r) => v,
+                    _ => continue,
+                };
+                return Some(encode(literal).into_iter().collect());
+            }
+            Expr::InList(list) if !list.negated && is_key(&list.expr) => {
+                let mut keys = Vec::with_capacity(list.list.len());
+                for item in &list.list {
+                    match item {
+                        Expr::Literal(v, _) => keys.extend(encode(v)),
+                        _ => return None,
+                    }
+                }
+                return Some(keys);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[async_trait]
+impl TableProvider for TableProviderImpl {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let caller = Caller::of_session(state);
+        let scope = scope_for(&self.def, &caller);
+        let mut rows: Vec<StoredRow> = match key_lookup(&self.def, filters) {
+            Some(mut keys) => {
+                keys.sort();
+                keys.dedup();
+                self.registry
+                    .get_rows(&self.def, &scope, &keys)?
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| !r.deleted)
+                    .collect()
+            }
+            None => self.registry.scan(&self.def, &scope)?,
+        };
+        if let (Some(limit), true) = (limit, filters.is_empty()) {
+            rows.truncate(limit);
+        }
+        let projection: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let schema = Arc::new(self.schema.project(&projection)?);
+        let batch = rows_to_batch(&self.def, &rows, schema.clone(), &projection)?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            schema,
+            None,
+        )?)
+    }
+
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        if insert_op != InsertOp::Append {
+            return Err(EngineError::InvalidSql(format!(
+                "{insert_op} is not supported; use INSERT INTO"
+            ))
+            .into());
+        }
+        let caller = Caller::of_session(state);
+        check_write(&self.def, &caller)?;
+        let provided = state
+            .config()
+            .get_extension::<InsertColumns>()
+            .map(|c| c.0.clone())
+            .unwrap_or_else(|| self.def.columns.iter().map(|c| c.name.clone()).collect());
+        let sink = TableSink {
+            def: self.def.clone(),
+            schema: self.schema.clone(),
+            registry: self.registry.clone(),
+            scope: scope_for(&self.def, &caller),
+            user_id: caller.user_id,
+            provided: provided.into_iter().collect(),
+        };
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+}
+
+/// Writes the rows of one INSERT.
+struct TableSink {
+    def: Arc<TableDef>,
+    schema: SchemaRef,
+    registry: Arc<TableRegistry>,
+    scope: Scope,
+    user_id: String,
+    provided: HashSet<String>,
+}
+
+impl fmt::Debug for TableSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TableSink({})", self.def.table_id())
+    }
+}
+
+impl DisplayAs for TableSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "KalamInsert: {}", self.def.table_id())
+    }
+}
+
+impl TableSink {
+    /// The value an omitted column gets.
+    fn default_cell(&self, column: usize, now_micros: i64) -> Value {
+        let spec = &self.def.columns[column];
+        match &spec.default {
+            None => Value::Null,
+            Some(DefaultValue::Literal(v)) => v.clone(),
+            Some(DefaultValue::Now) => match spec.ty {
+                ColumnType::Date => Value::from(now_micros.div_euclid(86_400_000_000)),
+                _ => Value::from(now_micros),
+            },
+            Some(DefaultValue::CurrentUser) => Value::String(self.user_id.clone()),
+            Some(DefaultValue::SnowflakeId) => Value::from(self.registry.snowflake_id()),
+        }
+    }
+}
+
+/// Fails if a NOT NULL column holds NULL.
+pub fn check_not_null(def: &TableDef, values: &[Value]) -> Result<()> {
+    for (spec, value) in def.columns.iter().zip(values) {
+        if value.is_null() && !spec.nullable {
+            return Err(EngineError::Constraint(format!(
+                "column {} of {} cannot be NULL",
+                spec.name,
+                def.table_id()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Describes a primary-key cell for error messages.
+pub fn describe_key(def: &TableDef, cell: &Value) -> String {
+    format!("{} = {}", def.key_column().name, cell)
+}
+
+#[async_trait]
+impl DataSink for TableSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(
+        &self,
+        mut data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> datafusion::error::Result<u64> {
+        let def = &self.def;
+        let now = kalamdb_model::Timestamp::now().0;
+        let mut writes: Vec<RowWrite> = Vec::new();
+        let mut seen = HashSet::new();
+        while let Some(batch) = data.next().await {
+            let batch = batch?;
+            let mut columns = Vec::with_capacity(def.columns.len());
+            for (i, spec) in def.columns.iter().enumerate() {
+                if self.provided.contains(&spec.name) {
+                    columns.push(Some(array_to_cells(batch.column(i), spec.ty, &spec.name)?));
+                } else {
+                    columns.push(None);
+                }
+            }
+            for row in 0..batch.num_rows() {
+                let values: Vec<Value> = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, cells)| match cells {
+                        Some(cells) => cells[row].clone(),
+                        None => self.default_cell(i, now),
+                    })
+                    .collect();
+                check_not_null(def, &values)?;
+                let key_cell = &values[def.primary_key];
+                let pk = encode_pk(def.key_column().ty, key_cell)?;
+                if !seen.insert(pk.clone()) {
+                    return Err(EngineError::Constraint(format!(
+                        "duplicate primary key {} in the same statement",
+                        describe_key(def, key_cell)
+                    ))
+                    .into());
+                }
+                writes.push(RowWrite {
+                    pk,
+                    values,
+                    deleted: false,
+                });
+            }
+        }
+        let _guard = self.registry.lock_partition(def, &self.scope).await;
+        let keys: Vec<Vec<u8>> = writes.iter().map(|w| w.pk.clone()).collect();
+        let existing = self.registry.get_rows(def, &self.scope, &keys)?;
+        for (write, existing) in writes.iter().zip(existing) {
+            if existing.is_some_and(|r| !r.deleted) {
+                return Err(EngineError::Constraint(format!(
+                    "duplicate primary key: a row with {} already exists in {}",
+                    describe_key(def, &write.values[def.primary_key]),
+                    def.table_id()
+                ))
+                .into());
+            }
+        }
+        let count = writes.len() as u64;
+        self.registry.commit(def, &self.scope, writes)?;
+        Ok(count)
+    }
+}
