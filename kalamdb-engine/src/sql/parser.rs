@@ -747,10 +747,6 @@ mod tests {
             parse_one("SELECT 1").unwrap(),
             KalamStatement::Sql(_)
         ));
-        assert!(matches!(
-            parse_one("CREATE USER TABLE app.t (id INT)"),
-            Err(_) | Ok(KalamStatement::Sql(_))
-        ));
         let err = parse_one("SELEC 1").unwrap_err();
         assert!(err.to_string().starts_with("SQL syntax error"), "{err}");
     }

@@ -10,7 +10,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder,
     Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{
     Date32Type, Float64Type, Int32Type, Int64Type, SchemaRef, TimestampMicrosecondType,
 };
@@ -66,7 +66,11 @@ pub fn array_to_cells(array: &ArrayRef, ty: ColumnType, column: &str) -> Result<
     let array = if array.data_type() == &ty.arrow_type() {
         array.clone()
     } else {
-        cast(array, &ty.arrow_type()).map_err(|e| {
+        let strict = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        cast_with_options(array, &ty.arrow_type(), &strict).map_err(|e| {
             EngineError::InvalidInput(format!(
                 "value for column {column} cannot be converted to {}: {e}",
                 ty.sql_name()
@@ -196,6 +200,10 @@ mod tests {
         // Casting on the way in: INT64 literal into an INT column.
         let cells = array_to_cells(&array, ColumnType::Int, "n").unwrap();
         assert_eq!(cells[2], json!(-7));
+        // A value that does not convert is an error, never a silent NULL.
+        let text: ArrayRef = Arc::new(StringArray::from(vec!["12", "twelve"]));
+        let err = array_to_cells(&text, ColumnType::Int, "n").unwrap_err();
+        assert!(err.to_string().contains("column n"), "{err}");
     }
 
     #[test]
