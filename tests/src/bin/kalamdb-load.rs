@@ -28,6 +28,9 @@ struct Args {
     requests: usize,
     concurrency: usize,
     warmup: usize,
+    scenario: Option<String>,
+    users: usize,
+    rows: usize,
 }
 
 fn parse_args() -> Args {
@@ -41,6 +44,9 @@ fn parse_args() -> Args {
         requests: 10_000,
         concurrency: 1,
         warmup: 500,
+        scenario: None,
+        users: 1000,
+        rows: 100_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,9 +61,13 @@ fn parse_args() -> Args {
             "--requests" => args.requests = value().parse().expect("--requests N"),
             "--concurrency" => args.concurrency = value().parse().expect("--concurrency N"),
             "--warmup" => args.warmup = value().parse().expect("--warmup N"),
+            "--scenario" => args.scenario = Some(value()),
+            "--users" => args.users = value().parse().expect("--users N"),
+            "--rows" => args.rows = value().parse().expect("--rows N"),
             "--help" | "-h" => {
                 println!(
-                    "kalamdb-load [--spawn | --url URL] [--user U] [--password P] [--sql SQL] [--setup SQL] [--requests N] [--concurrency C] [--warmup N]"
+                    "kalamdb-load [--spawn | --url URL] [--user U] [--password P] [--sql SQL] [--setup SQL] [--requests N] [--concurrency C] [--warmup N]\n\
+                     kalamdb-load --spawn --scenario users [--users 1000] [--rows 100000] [--requests N]: USER-table insert and point-lookup latency, and insert throughput with 16 clients"
                 );
                 std::process::exit(0);
             }
@@ -76,6 +86,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() {
     let args = parse_args();
+    if args.scenario.as_deref() == Some("users") {
+        return users_scenario(&args).await;
+    }
     let server = args.spawn.then(TestServer::start);
     let base = match (&server, &args.url) {
         (Some(s), _) => s.base_url.clone(),
@@ -143,7 +156,6 @@ async fn main() {
     let mut workers = Vec::new();
     for _ in 0..args.concurrency.max(1) {
         let (client, url, token, body) = (client.clone(), url.clone(), token.clone(), body.clone());
-        let send = send.clone();
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::with_capacity(per_worker);
             let mut errors = 0usize;
@@ -182,5 +194,146 @@ async fn main() {
         ms(percentile(&samples, 0.99)),
         ms(*samples.last().unwrap())
     );
+    drop(server);
+}
+
+fn report(label: &str, mut samples: Vec<Duration>, wall: Duration, errors: usize) {
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{label}: {} requests, {errors} errors, {:.0} req/s, latency ms p50 {:.3} p90 {:.3} p99 {:.3} max {:.3}",
+        samples.len(),
+        samples.len() as f64 / wall.as_secs_f64(),
+        ms(percentile(&samples, 0.50)),
+        ms(percentile(&samples, 0.90)),
+        ms(percentile(&samples, 0.99)),
+        ms(*samples.last().unwrap())
+    );
+}
+
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn sql(&self, token: &str, sql: String) -> (bool, String) {
+        let response = self
+            .client
+            .post(format!("{}/api/sql", self.base))
+            .bearer_auth(token)
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .expect("request");
+        let ok = response.status().is_success();
+        (ok, response.text().await.unwrap_or_default())
+    }
+
+    async fn must(&self, token: &str, sql: String) {
+        let (ok, body) = self.sql(token, sql).await;
+        assert!(ok, "{body}");
+    }
+
+    async fn login(&self, user: &str, password: &str) -> String {
+        let body: serde_json::Value = self
+            .client
+            .post(format!("{}/api/auth/login", self.base))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("login body");
+        body["access_token"].as_str().expect("login failed").to_string()
+    }
+}
+
+/// `--scenario users`: a USER table with `--rows` rows spread over `--users`
+/// users, then single-row INSERT and point SELECT latency (one client,
+/// random users, each with their own token) and INSERT throughput with 16
+/// concurrent clients.
+async fn users_scenario(args: &Args) {
+    let server = args.spawn.then(TestServer::start);
+    let base = server.as_ref().map(|s| s.base_url.clone()).or(args.url.clone()).expect("--spawn or --url");
+    let api = Arc::new(Api { client: reqwest::Client::new(), base });
+    let root = api.login(&args.user, &args.password).await;
+    let started = Instant::now();
+    api.must(&root, "CREATE NAMESPACE IF NOT EXISTS loadtest; CREATE USER TABLE IF NOT EXISTS loadtest.items (id BIGINT PRIMARY KEY, body TEXT, n INT); CREATE USER IF NOT EXISTS 'loader' WITH PASSWORD 'loader-pw' ROLE service".into()).await;
+    for chunk in (0..args.users).collect::<Vec<_>>().chunks(100) {
+        let sql: Vec<String> = chunk.iter().map(|u| format!("CREATE USER IF NOT EXISTS 'lu{u}' WITH PASSWORD 'pw' ROLE user")).collect();
+        api.must(&root, sql.join("; ")).await;
+    }
+    let loader = api.login("loader", "loader-pw").await;
+    let per_user = (args.rows / args.users.max(1)).max(1);
+    for u in 0..args.users {
+        let values: Vec<String> = (0..per_user).map(|i| format!("({i}, 'row {i} of user {u}', {i})")).collect();
+        api.must(&loader, format!("EXECUTE AS USER 'lu{u}' (INSERT INTO loadtest.items (id, body, n) VALUES {})", values.join(", "))).await;
+    }
+    println!("setup: {} users x {per_user} rows in {:.1} s", args.users, started.elapsed().as_secs_f64());
+
+    let sample_users: Vec<usize> = (0..args.users).step_by((args.users / 50).max(1)).collect();
+    let mut tokens = Vec::new();
+    for u in &sample_users {
+        tokens.push((*u, api.login(&format!("lu{u}"), "pw").await));
+    }
+    let next_id = Arc::new(std::sync::atomic::AtomicU64::new(1_000_000));
+
+    // Single client: INSERT one row, then point lookup.
+    let mut samples = Vec::new();
+    let wall = Instant::now();
+    for i in 0..args.requests {
+        let (_, token) = &tokens[i % tokens.len()];
+        let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = Instant::now();
+        let (ok, body) = api.sql(token, format!("INSERT INTO loadtest.items (id, body, n) VALUES ({id}, 'hello', 1)")).await;
+        samples.push(t.elapsed());
+        assert!(ok, "{body}");
+    }
+    report("insert one row (1 client)", samples, wall.elapsed(), 0);
+
+    let mut samples = Vec::new();
+    let wall = Instant::now();
+    for i in 0..args.requests {
+        let (_, token) = &tokens[i % tokens.len()];
+        let key = i % per_user;
+        let t = Instant::now();
+        let (ok, body) = api.sql(token, format!("SELECT body FROM loadtest.items WHERE id = {key}")).await;
+        samples.push(t.elapsed());
+        assert!(ok && body.contains("row"), "{body}");
+    }
+    report("point select by id (1 client)", samples, wall.elapsed(), 0);
+
+    // 16 concurrent clients inserting.
+    let clients = 16;
+    let wall = Instant::now();
+    let tokens = Arc::new(tokens);
+    let mut workers = Vec::new();
+    for w in 0..clients {
+        let (api, tokens, next_id) = (api.clone(), tokens.clone(), next_id.clone());
+        let per_worker = args.requests / clients;
+        workers.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(per_worker);
+            let mut errors = 0;
+            for i in 0..per_worker {
+                let (_, token) = &tokens[(w + i * clients) % tokens.len()];
+                let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let t = Instant::now();
+                let (ok, _) = api.sql(token, format!("INSERT INTO loadtest.items (id, body, n) VALUES ({id}, 'hello', 1)")).await;
+                samples.push(t.elapsed());
+                errors += usize::from(!ok);
+            }
+            (samples, errors)
+        }));
+    }
+    let mut samples = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (s, e) = w.await.unwrap();
+        samples.extend(s);
+        errors += e;
+    }
+    report("insert one row (16 clients)", samples, wall.elapsed(), errors);
     drop(server);
 }
