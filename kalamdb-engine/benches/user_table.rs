@@ -27,7 +27,13 @@ struct Fixture {
 
 async fn run(engine: &Engine, caller: &Caller, sql: String) {
     let outcome = engine
-        .execute(caller, SqlRequest { sql, ..Default::default() })
+        .execute(
+            caller,
+            SqlRequest {
+                sql,
+                ..Default::default()
+            },
+        )
         .await;
     if let Some(e) = outcome.error {
         panic!("{}: {}", e.statement.unwrap_or_default(), e.error);
@@ -75,7 +81,11 @@ fn insert_one_row(c: &mut Criterion) {
     c.bench_function("insert_one_row", |b| {
         b.iter(|| {
             next += 1;
-            rt.block_on(run(&f.engine, &caller, format!("INSERT INTO bench.items (id, body, n) VALUES ({next}, 'hello', 1)")));
+            rt.block_on(run(
+                &f.engine,
+                &caller,
+                format!("INSERT INTO bench.items (id, body, n) VALUES ({next}, 'hello', 1)"),
+            ));
         })
     });
     // Per-statement latency distribution (criterion reports means).
@@ -89,7 +99,11 @@ fn insert_one_row(c: &mut Criterion) {
         })
         .collect();
     let (p50, p99) = percentiles(samples);
-    println!("insert_one_row: 5000 statements  p50 {:.1} µs  p99 {:.1} µs", p50.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6);
+    println!(
+        "insert_one_row: 5000 statements  p50 {:.1} µs  p99 {:.1} µs",
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6
+    );
 }
 
 fn point_lookup(c: &mut Criterion) {
@@ -99,17 +113,31 @@ fn point_lookup(c: &mut Criterion) {
         let f = fixture(&rt, users);
         let caller = Caller::new(format!("user{}", users / 2), Role::User);
         group.bench_with_input(BenchmarkId::new("users", users), &users, |b, _| {
-            b.iter(|| rt.block_on(run(&f.engine, &caller, "SELECT body FROM bench.items WHERE id = 7".into())))
+            b.iter(|| {
+                rt.block_on(run(
+                    &f.engine,
+                    &caller,
+                    "SELECT body FROM bench.items WHERE id = 7".into(),
+                ))
+            })
         });
         let samples: Vec<Duration> = (0..2_000)
             .map(|_| {
                 let started = Instant::now();
-                rt.block_on(run(&f.engine, &caller, "SELECT body FROM bench.items WHERE id = 7".into()));
+                rt.block_on(run(
+                    &f.engine,
+                    &caller,
+                    "SELECT body FROM bench.items WHERE id = 7".into(),
+                ));
                 started.elapsed()
             })
             .collect();
         let (p50, p99) = percentiles(samples);
-        println!("point_lookup users={users}: p50 {:.1} µs  p99 {:.1} µs", p50.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6);
+        println!(
+            "point_lookup users={users}: p50 {:.1} µs  p99 {:.1} µs",
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6
+        );
     }
     group.finish();
 }

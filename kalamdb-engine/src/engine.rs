@@ -185,10 +185,10 @@ impl Engine {
     pub fn login(&self, username: &str, password: &str) -> Result<User> {
         let user = self.user(username)?;
         let hash = user.as_ref().map(|u| u.password_hash.as_str());
-        if auth::verify_password(password, hash) {
-            if let Some(user) = user {
-                return Ok(user);
-            }
+        if auth::verify_password(password, hash)
+            && let Some(user) = user
+        {
+            return Ok(user);
         }
         Err(EngineError::Unauthenticated(
             "invalid username or password".into(),

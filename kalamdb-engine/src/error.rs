@@ -102,10 +102,10 @@ impl From<DataFusionError> for EngineError {
         let is_engine =
             matches!(err.find_root(), DataFusionError::External(e) if e.is::<EngineError>());
         if is_engine {
-            if let DataFusionError::External(e) = unwrap_context(err) {
-                if let Ok(engine) = e.downcast::<EngineError>() {
-                    return *engine;
-                }
+            if let DataFusionError::External(e) = unwrap_context(err)
+                && let Ok(engine) = e.downcast::<EngineError>()
+            {
+                return *engine;
             }
             return EngineError::Internal("lost an engine error".into());
         }

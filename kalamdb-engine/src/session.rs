@@ -33,7 +33,7 @@ impl Caller {
         state
             .config()
             .get_extension::<Caller>()
-            .map(|c| Arc::unwrap_or_clone(c))
+            .map(Arc::unwrap_or_clone)
             .unwrap_or_else(|| Caller::new("", Role::User))
     }
 }

@@ -124,10 +124,10 @@ impl Config {
         if self.token_ttl_secs == 0 {
             return Err(invalid("token_ttl_secs", "must be greater than 0"));
         }
-        if let Some(secret) = &self.jwt_secret {
-            if secret.len() < 16 {
-                return Err(invalid("jwt_secret", "must be at least 16 characters"));
-            }
+        if let Some(secret) = &self.jwt_secret
+            && secret.len() < 16
+        {
+            return Err(invalid("jwt_secret", "must be at least 16 characters"));
         }
         if self.root_password.as_deref() == Some("") {
             return Err(invalid("root_password", "must not be empty"));

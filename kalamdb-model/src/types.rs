@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn integer_keys_sort_numerically() {
-        let mut values = vec![5i64, -1, i64::MIN, 0, i64::MAX, -300];
+        let mut values = [5i64, -1, i64::MIN, 0, i64::MAX, -300];
         let mut keys: Vec<_> = values.iter().map(|v| v.storage_key()).collect();
         keys.sort();
         values.sort();

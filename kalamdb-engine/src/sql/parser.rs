@@ -185,12 +185,13 @@ fn call_syntax_for_current_user(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenWith
         let next = tokens[i + 1..]
             .iter()
             .find(|t| !matches!(t.token, Token::Whitespace(_)));
-        if is_keyword && next.is_some_and(|t| t.token == Token::LParen) {
-            if let Token::Word(w) = &mut tokens[i].token {
-                w.value = "current_user".into();
-                w.quote_style = Some('"');
-                w.keyword = Keyword::NoKeyword;
-            }
+        if is_keyword
+            && next.is_some_and(|t| t.token == Token::LParen)
+            && let Token::Word(w) = &mut tokens[i].token
+        {
+            w.value = "current_user".into();
+            w.quote_style = Some('"');
+            w.keyword = Keyword::NoKeyword;
         }
     }
     tokens

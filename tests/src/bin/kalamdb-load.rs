@@ -246,7 +246,10 @@ impl Api {
             .json()
             .await
             .expect("login body");
-        body["access_token"].as_str().expect("login failed").to_string()
+        body["access_token"]
+            .as_str()
+            .expect("login failed")
+            .to_string()
     }
 }
 
@@ -256,22 +259,45 @@ impl Api {
 /// concurrent clients.
 async fn users_scenario(args: &Args) {
     let server = args.spawn.then(TestServer::start);
-    let base = server.as_ref().map(|s| s.base_url.clone()).or(args.url.clone()).expect("--spawn or --url");
-    let api = Arc::new(Api { client: reqwest::Client::new(), base });
+    let base = server
+        .as_ref()
+        .map(|s| s.base_url.clone())
+        .or(args.url.clone())
+        .expect("--spawn or --url");
+    let api = Arc::new(Api {
+        client: reqwest::Client::new(),
+        base,
+    });
     let root = api.login(&args.user, &args.password).await;
     let started = Instant::now();
     api.must(&root, "CREATE NAMESPACE IF NOT EXISTS loadtest; CREATE USER TABLE IF NOT EXISTS loadtest.items (id BIGINT PRIMARY KEY, body TEXT, n INT); CREATE USER IF NOT EXISTS 'loader' WITH PASSWORD 'loader-pw' ROLE service".into()).await;
     for chunk in (0..args.users).collect::<Vec<_>>().chunks(100) {
-        let sql: Vec<String> = chunk.iter().map(|u| format!("CREATE USER IF NOT EXISTS 'lu{u}' WITH PASSWORD 'pw' ROLE user")).collect();
+        let sql: Vec<String> = chunk
+            .iter()
+            .map(|u| format!("CREATE USER IF NOT EXISTS 'lu{u}' WITH PASSWORD 'pw' ROLE user"))
+            .collect();
         api.must(&root, sql.join("; ")).await;
     }
     let loader = api.login("loader", "loader-pw").await;
     let per_user = (args.rows / args.users.max(1)).max(1);
     for u in 0..args.users {
-        let values: Vec<String> = (0..per_user).map(|i| format!("({i}, 'row {i} of user {u}', {i})")).collect();
-        api.must(&loader, format!("EXECUTE AS USER 'lu{u}' (INSERT INTO loadtest.items (id, body, n) VALUES {})", values.join(", "))).await;
+        let values: Vec<String> = (0..per_user)
+            .map(|i| format!("({i}, 'row {i} of user {u}', {i})"))
+            .collect();
+        api.must(
+            &loader,
+            format!(
+                "EXECUTE AS USER 'lu{u}' (INSERT INTO loadtest.items (id, body, n) VALUES {})",
+                values.join(", ")
+            ),
+        )
+        .await;
     }
-    println!("setup: {} users x {per_user} rows in {:.1} s", args.users, started.elapsed().as_secs_f64());
+    println!(
+        "setup: {} users x {per_user} rows in {:.1} s",
+        args.users,
+        started.elapsed().as_secs_f64()
+    );
 
     let sample_users: Vec<usize> = (0..args.users).step_by((args.users / 50).max(1)).collect();
     let mut tokens = Vec::new();
@@ -287,7 +313,12 @@ async fn users_scenario(args: &Args) {
         let (_, token) = &tokens[i % tokens.len()];
         let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let t = Instant::now();
-        let (ok, body) = api.sql(token, format!("INSERT INTO loadtest.items (id, body, n) VALUES ({id}, 'hello', 1)")).await;
+        let (ok, body) = api
+            .sql(
+                token,
+                format!("INSERT INTO loadtest.items (id, body, n) VALUES ({id}, 'hello', 1)"),
+            )
+            .await;
         samples.push(t.elapsed());
         assert!(ok, "{body}");
     }
@@ -299,7 +330,12 @@ async fn users_scenario(args: &Args) {
         let (_, token) = &tokens[i % tokens.len()];
         let key = i % per_user;
         let t = Instant::now();
-        let (ok, body) = api.sql(token, format!("SELECT body FROM loadtest.items WHERE id = {key}")).await;
+        let (ok, body) = api
+            .sql(
+                token,
+                format!("SELECT body FROM loadtest.items WHERE id = {key}"),
+            )
+            .await;
         samples.push(t.elapsed());
         assert!(ok && body.contains("row"), "{body}");
     }
@@ -320,7 +356,14 @@ async fn users_scenario(args: &Args) {
                 let (_, token) = &tokens[(w + i * clients) % tokens.len()];
                 let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let t = Instant::now();
-                let (ok, _) = api.sql(token, format!("INSERT INTO loadtest.items (id, body, n) VALUES ({id}, 'hello', 1)")).await;
+                let (ok, _) = api
+                    .sql(
+                        token,
+                        format!(
+                            "INSERT INTO loadtest.items (id, body, n) VALUES ({id}, 'hello', 1)"
+                        ),
+                    )
+                    .await;
                 samples.push(t.elapsed());
                 errors += usize::from(!ok);
             }
@@ -334,6 +377,11 @@ async fn users_scenario(args: &Args) {
         samples.extend(s);
         errors += e;
     }
-    report("insert one row (16 clients)", samples, wall.elapsed(), errors);
+    report(
+        "insert one row (16 clients)",
+        samples,
+        wall.elapsed(),
+        errors,
+    );
     drop(server);
 }
