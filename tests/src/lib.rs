@@ -32,9 +32,15 @@ pub fn server_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/kalamdb-server
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = profile_dir.join(format!("kalamdb-server{}", std::env::consts::EXE_SUFFIX));
+    // Tests run from target/<profile>/deps/, tools from target/<profile>/.
+    let name = format!("kalamdb-server{}", std::env::consts::EXE_SUFFIX);
+    let bin = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(&name))
+        .find(|candidate| candidate.exists())
+        .unwrap_or_else(|| exe.parent().unwrap_or(Path::new(".")).join(&name));
     assert!(
         bin.exists(),
         "{} does not exist: run `cargo build --bin kalamdb-server` first or set KALAMDB_SERVER_BIN",
@@ -145,6 +151,18 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
+    }
+
+    /// `GET path` without a token; returns (status, body).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        read(
+            self.client
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("GET request"),
+        )
+        .await
     }
 
     /// Logs in; returns (status, body).

@@ -15,15 +15,7 @@ fn error_message(body: &Value) -> &str {
 #[tokio::test]
 async fn health_needs_no_token() {
     let server = TestServer::start();
-    let (status, body) = read(
-        server
-            .client
-            .get(server.url("/health"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = server.get("/health").await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
     assert!(body["version"].as_str().is_some_and(|v| !v.is_empty()));
@@ -522,15 +514,7 @@ async fn first_start_generates_and_keeps_the_root_password() {
 #[tokio::test]
 async fn openapi_document_and_swagger_ui_are_served() {
     let server = TestServer::start();
-    let (status, served) = read(
-        server
-            .client
-            .get(server.url("/api/openapi.json"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, served) = server.get("/api/openapi.json").await;
     assert_eq!(status, 200);
     assert!(served["openapi"].as_str().unwrap().starts_with("3."));
     let committed: Value =

@@ -175,25 +175,8 @@ async fn main() {
         samples.extend(s);
         errors += e;
     }
-    let wall = started.elapsed();
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("sql: {}", args.sql);
-    println!(
-        "requests: {}  concurrency: {}  errors: {}  wall: {:.2} s  throughput: {:.0} req/s",
-        samples.len(),
-        args.concurrency,
-        errors,
-        wall.as_secs_f64(),
-        samples.len() as f64 / wall.as_secs_f64()
-    );
-    println!(
-        "latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
-        ms(percentile(&samples, 0.50)),
-        ms(percentile(&samples, 0.90)),
-        ms(percentile(&samples, 0.99)),
-        ms(*samples.last().unwrap())
-    );
+    println!("sql: {}  concurrency: {}", args.sql, args.concurrency);
+    report("requests", samples, started.elapsed(), errors);
     drop(server);
 }
 
