@@ -160,7 +160,8 @@ async fn bad_sql_requests_get_named_errors() {
         ("FROBNICATE everything", "INVALID_SQL"),
         ("SELECT 'unterminated", "INVALID_SQL"),
         ("CREATE TABLE t (id INT)", "INVALID_SQL"),
-        ("SELECT * FROM nowhere.nothing", "QUERY_ERROR"),
+        ("SELECT * FROM nowhere.nothing", "NOT_FOUND"),
+        ("SELECT * FROM system.nothing", "NOT_FOUND"),
         ("INSERT INTO system.users VALUES ('x')", "QUERY_ERROR"),
     ] {
         let (status, body) = server.sql(&token, sql).await;
@@ -170,7 +171,22 @@ async fn bad_sql_requests_get_named_errors() {
     }
     let (status, body) = server.sql(&token, "SELECT * FROM nowhere.nothing").await;
     assert_eq!(status, 400);
-    assert!(error_message(&body).contains("nowhere"), "{body}");
+    assert!(
+        error_message(&body).contains("namespace nowhere does not exist"),
+        "{body}"
+    );
+    server.query_ok(&token, "CREATE NAMESPACE app").await;
+    let (_, body) = server.sql(&token, "SELECT * FROM app.messages").await;
+    assert_eq!(
+        error_message(&body),
+        "table app.messages does not exist",
+        "{body}"
+    );
+    let (_, body) = server.sql(&token, "SELECT * FROM messages").await;
+    assert!(
+        error_message(&body).contains("table messages does not exist"),
+        "{body}"
+    );
 
     // Missing `sql`, and malformed JSON.
     let (status, body) = server.sql_body(&token, json!({"query": "SELECT 1"})).await;

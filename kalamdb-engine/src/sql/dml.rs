@@ -21,7 +21,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use serde_json::Value;
 
-use super::execute::{StatementResult, collect_plan};
+use super::execute::{StatementResult, check_tables_exist, collect_plan};
 use super::parser::{KalamStatement, split_batch, table_ref};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -256,9 +256,9 @@ impl Engine {
                 "DML rewrite did not parse as a query".into(),
             ));
         };
-        let plan = state
-            .statement_to_plan(datafusion::sql::parser::Statement::Statement(statement))
-            .await?;
+        let statement = datafusion::sql::parser::Statement::Statement(statement);
+        check_tables_exist(state, &statement)?;
+        let plan = state.statement_to_plan(statement).await?;
         let _guard = self.tables.lock_partition(def, &scope).await;
         let (_, batches) = collect_plan(state, plan, params).await?;
         let key = def.key_column();

@@ -295,9 +295,9 @@ impl Engine {
             statement,
             Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_)
         );
-        let plan = state
-            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
-            .await?;
+        let statement = DFStatement::Statement(Box::new(statement));
+        check_tables_exist(state, &statement)?;
+        let plan = state.statement_to_plan(statement).await?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_statements(false)
@@ -318,6 +318,33 @@ impl Engine {
         }
         StatementResult::from_batches(&batches, &schema)
     }
+}
+
+/// Names a missing namespace or table the way users write them
+/// ("table app.messages does not exist") before DataFusion plans.
+pub(crate) fn check_tables_exist(state: &SessionState, statement: &DFStatement) -> Result<()> {
+    let default_schema = state.config_options().catalog.default_schema.clone();
+    for reference in state.resolve_table_references(statement)? {
+        let namespace = reference.schema().unwrap_or(&default_schema).to_string();
+        let schema = state.schema_for_ref(reference.clone()).map_err(|_| {
+            if reference.schema().is_none() {
+                EngineError::NotFound(format!(
+                    "table {} does not exist; qualify it as namespace.{} or set \"namespace\" in the request",
+                    reference.table(),
+                    reference.table()
+                ))
+            } else {
+                super::namespaces::namespace_not_found(&namespace)
+            }
+        })?;
+        if !schema.table_exist(reference.table()) {
+            return Err(EngineError::NotFound(format!(
+                "table {namespace}.{} does not exist",
+                reference.table()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Binds parameters and runs a plan.
