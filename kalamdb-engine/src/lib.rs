@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod error;
 pub mod ids;
 pub mod json;
+pub mod live;
 pub mod session;
 pub mod sql;
 pub mod storage;

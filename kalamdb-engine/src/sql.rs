@@ -7,6 +7,7 @@
 pub mod execute;
 pub mod functions;
 pub mod parser;
+pub mod subscribe;
 
 mod dml;
 mod namespaces;

@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod row;
 pub mod token;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -58,6 +59,7 @@ pub fn app(state: Arc<AppState>, options: &HttpOptions) -> BoxEndpoint<'static, 
     let max_bytes = options.max_request_bytes;
     Route::new()
         .at("/api/openapi.json", spec)
+        .at("/ws", poem::get(ws::ws_handler))
         .nest("/swagger", swagger)
         .nest("/", api)
         .with(cors(&options.cors_origins))

@@ -279,6 +279,7 @@ impl Engine {
                     pk,
                     values,
                     deleted,
+                    old: Some(old),
                 });
             }
         }

@@ -147,7 +147,11 @@ impl Engine {
 
     /// A session for one batch: the template's catalog and functions, the
     /// caller attached for providers, `CURRENT_USER()` bound to the caller.
-    fn session_state(&self, caller: &Caller, namespace: Option<&str>) -> Result<SessionState> {
+    pub(crate) fn session_state(
+        &self,
+        caller: &Caller,
+        namespace: Option<&str>,
+    ) -> Result<SessionState> {
         let mut state = self.ctx.state();
         state.config_mut().set_extension(Arc::new(caller.clone()));
         if let Some(namespace) = namespace {

@@ -325,6 +325,7 @@ impl DataSink for TableSink {
                     pk,
                     values,
                     deleted: false,
+                    old: None,
                 });
             }
         }

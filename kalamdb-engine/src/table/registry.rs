@@ -19,6 +19,7 @@ use super::keys::Scope;
 use super::row::StoredRow;
 use crate::error::{EngineError, Result};
 use crate::ids::{SeqGen, Snowflake};
+use crate::live::{Change, LiveRouter};
 use crate::storage::{Storage, WriteOp};
 use crate::system::SystemStores;
 
@@ -40,6 +41,8 @@ pub struct RowWrite {
     pub pk: Vec<u8>,
     pub values: Vec<Value>,
     pub deleted: bool,
+    /// The live version this write replaces, for live-query events.
+    pub old: Option<StoredRow>,
 }
 
 pub struct TableRegistry {
@@ -48,6 +51,8 @@ pub struct TableRegistry {
     seq: SeqGen,
     snowflake: Snowflake,
     stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Subscriptions fed by every commit.
+    pub live: Arc<LiveRouter>,
 }
 
 impl std::fmt::Debug for TableRegistry {
@@ -93,6 +98,7 @@ impl TableRegistry {
             stripes: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            live: Arc::new(LiveRouter::default()),
         })
     }
 
@@ -182,7 +188,8 @@ impl TableRegistry {
     }
 
     /// Writes the rows of one statement atomically, each with a new `_seq`
-    /// and the same commit time. Returns the committed versions.
+    /// and the same commit time, then hands the changes to the live-query
+    /// router. Call with the partition lock held. Returns the new versions.
     pub fn commit(
         &self,
         def: &TableDef,
@@ -195,7 +202,7 @@ impl TableRegistry {
         let family = def.column_family();
         let updated = kalamdb_model::Timestamp::now().0;
         let mut ops = Vec::with_capacity(writes.len() + 1);
-        let mut committed = Vec::with_capacity(writes.len());
+        let mut changes = Vec::with_capacity(writes.len());
         for write in writes {
             let row = StoredRow {
                 seq: self.seq.next(),
@@ -208,16 +215,20 @@ impl TableRegistry {
                 key: scope.row_key(&write.pk),
                 value: row.encode()?,
             });
-            committed.push(row);
+            changes.push(Change {
+                old: write.old,
+                new: row,
+            });
         }
-        let high_water = committed.last().map(|r| r.seq).unwrap_or_default();
+        let high_water = changes.last().map(|c| c.new.seq).unwrap_or_default();
         ops.push(WriteOp::Put {
             cf: META_CF.into(),
             key: SEQ_HIGH_WATER_KEY.to_vec(),
             value: high_water.to_be_bytes().to_vec(),
         });
         self.storage.write(ops)?;
-        Ok(committed)
+        self.live.publish(def, scope, &changes);
+        Ok(changes.into_iter().map(|c| c.new).collect())
     }
 }
 

@@ -1,0 +1,247 @@
+//! Live queries: subscriptions indexed by table and partition, fed by every
+//! committed write.
+//!
+//! A subscription is one table, an optional WHERE (a DataFusion physical
+//! expression evaluated on the changed rows) and a column list. Writers call
+//! [`LiveRouter::publish`] right after their RocksDB write, while still
+//! holding the partition lock, so events leave in `_seq` order; a
+//! subscription registers under the same lock before its initial rows are
+//! read, so nothing committed after the reported `seq` is missed or
+//! delivered twice. Routing looks up `(table, partition)` directly: the cost
+//! of a write does not grow with other users' subscriptions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_plan::PhysicalExpr;
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+
+use crate::error::Result;
+use crate::json::{JsonRow, batches_to_rows};
+use crate::table::TableDef;
+use crate::table::keys::Scope;
+use crate::table::row::{StoredRow, rows_to_batch};
+
+/// What happened to a row, as a subscription sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Insert => "insert",
+            ChangeKind::Update => "update",
+            ChangeKind::Delete => "delete",
+        }
+    }
+}
+
+/// One change delivered to one subscription.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    /// The client's id of the subscription.
+    pub subscription_id: String,
+    pub kind: ChangeKind,
+    pub seq: i64,
+    /// New rows (insert, update).
+    pub rows: Vec<JsonRow>,
+    /// Previous rows (update, delete).
+    pub old_values: Vec<JsonRow>,
+}
+
+/// A committed write: the previous live version (if any) and the new one.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub old: Option<StoredRow>,
+    pub new: StoredRow,
+}
+
+/// A registered subscription.
+pub struct Subscription {
+    pub live_id: String,
+    pub subscription_id: String,
+    pub table_id: String,
+    pub scope: Scope,
+    pub def: Arc<TableDef>,
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Indices into the table's full schema.
+    pub projection: Vec<usize>,
+    pub projected_schema: SchemaRef,
+    pub sender: mpsc::Sender<LiveEvent>,
+    /// Set when the connection's queue was full: the connection must close.
+    pub overflowed: Arc<AtomicBool>,
+    /// Changes delivered so far.
+    pub changes: AtomicI64,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Subscription({} on {})", self.live_id, self.table_id)
+    }
+}
+
+type PartitionKey = (String, Scope);
+
+#[derive(Debug, Default)]
+pub struct LiveRouter {
+    by_partition: RwLock<HashMap<PartitionKey, Vec<Arc<Subscription>>>>,
+    by_id: RwLock<HashMap<String, Arc<Subscription>>>,
+}
+
+impl LiveRouter {
+    pub fn register(&self, subscription: Arc<Subscription>) {
+        let key = (subscription.table_id.clone(), subscription.scope.clone());
+        self.by_partition
+            .write()
+            .entry(key)
+            .or_default()
+            .push(subscription.clone());
+        self.by_id
+            .write()
+            .insert(subscription.live_id.clone(), subscription);
+    }
+
+    /// Removes a subscription; returns it if it existed.
+    pub fn unregister(&self, live_id: &str) -> Option<Arc<Subscription>> {
+        let subscription = self.by_id.write().remove(live_id)?;
+        let key = (subscription.table_id.clone(), subscription.scope.clone());
+        let mut partitions = self.by_partition.write();
+        if let Some(list) = partitions.get_mut(&key) {
+            list.retain(|s| s.live_id != live_id);
+            if list.is_empty() {
+                partitions.remove(&key);
+            }
+        }
+        Some(subscription)
+    }
+
+    pub fn get(&self, live_id: &str) -> Option<Arc<Subscription>> {
+        self.by_id.read().get(live_id).cloned()
+    }
+
+    /// Live ids of every subscription on a table (for DROP TABLE).
+    pub fn on_table(&self, table_id: &str) -> Vec<Arc<Subscription>> {
+        self.by_id
+            .read()
+            .values()
+            .filter(|s| s.table_id == table_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Routes committed changes of one partition to its subscriptions.
+    pub fn publish(&self, def: &TableDef, scope: &Scope, changes: &[Change]) {
+        if changes.is_empty() {
+            return;
+        }
+        let subscriptions = match self
+            .by_partition
+            .read()
+            .get(&(def.table_id(), scope.clone()))
+        {
+            Some(list) => list.clone(),
+            None => return,
+        };
+        for subscription in subscriptions {
+            if subscription.overflowed.load(Ordering::Relaxed) {
+                continue;
+            }
+            match events_for(&subscription, changes) {
+                Ok(events) => {
+                    for event in events {
+                        if subscription.sender.try_send(event).is_err() {
+                            subscription.overflowed.store(true, Ordering::Relaxed);
+                            break;
+                        }
+                        subscription.changes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("live query {} skipped a change: {e}", subscription.live_id)
+                }
+            }
+        }
+    }
+}
+
+/// Which rows match the subscription's filter.
+fn matches(subscription: &Subscription, rows: &[&StoredRow]) -> Result<Vec<bool>> {
+    let Some(filter) = &subscription.filter else {
+        return Ok(vec![true; rows.len()]);
+    };
+    let def = &subscription.def;
+    let schema = def.arrow_schema();
+    let all: Vec<usize> = (0..schema.fields().len()).collect();
+    let owned: Vec<StoredRow> = rows.iter().map(|r| (*r).clone()).collect();
+    let batch = rows_to_batch(def, &owned, schema, &all)?;
+    let result = filter
+        .evaluate(&batch)
+        .and_then(|v| v.into_array(batch.num_rows()))
+        .map_err(crate::error::EngineError::from)?;
+    let booleans = result.as_boolean_opt().ok_or_else(|| {
+        crate::error::EngineError::Internal("live query filter is not boolean".into())
+    })?;
+    Ok((0..booleans.len())
+        .map(|i| booleans.is_valid(i) && booleans.value(i))
+        .collect())
+}
+
+fn project(subscription: &Subscription, row: &StoredRow) -> Result<JsonRow> {
+    let batch = rows_to_batch(
+        &subscription.def,
+        std::slice::from_ref(row),
+        subscription.projected_schema.clone(),
+        &subscription.projection,
+    )?;
+    Ok(batches_to_rows(&[batch])?.remove(0))
+}
+
+/// The events one subscription gets for a set of changes. A row updated out
+/// of the filter is a delete, one updated into it an insert.
+fn events_for(subscription: &Subscription, changes: &[Change]) -> Result<Vec<LiveEvent>> {
+    let news: Vec<&StoredRow> = changes.iter().map(|c| &c.new).collect();
+    let new_match = matches(subscription, &news)?;
+    let olds: Vec<&StoredRow> = changes.iter().filter_map(|c| c.old.as_ref()).collect();
+    let old_match_list = matches(subscription, &olds)?;
+    let mut old_match = old_match_list.into_iter();
+    let mut events = Vec::new();
+    for (change, new_in) in changes.iter().zip(new_match) {
+        let old_in = change
+            .old
+            .as_ref()
+            .map(|_| old_match.next().unwrap_or(false))
+            .unwrap_or(false);
+        let new_in = new_in && !change.new.deleted;
+        let kind = match (old_in, new_in) {
+            (false, true) => ChangeKind::Insert,
+            (true, true) => ChangeKind::Update,
+            (true, false) => ChangeKind::Delete,
+            (false, false) => continue,
+        };
+        let rows = if new_in {
+            vec![project(subscription, &change.new)?]
+        } else {
+            Vec::new()
+        };
+        let old_values = match (&change.old, old_in) {
+            (Some(old), true) => vec![project(subscription, old)?],
+            _ => Vec::new(),
+        };
+        events.push(LiveEvent {
+            subscription_id: subscription.subscription_id.clone(),
+            kind,
+            seq: change.new.seq,
+            rows,
+            old_values,
+        });
+    }
+    Ok(events)
+}

@@ -1,0 +1,356 @@
+//! `/ws`: live queries over WebSocket (protocol in docs/websocket-protocol.md).
+//!
+//! One task per connection reads client messages, forwards events from the
+//! connection's bounded queue, and notices when the engine had to drop an
+//! event for it (queue full): such a client gets `SLOW_CONSUMER` and is
+//! disconnected rather than slowing writers or growing memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use kalamdb_engine::Caller;
+use kalamdb_engine::live::LiveEvent;
+use kalamdb_engine::sql::subscribe::SubscribeRequest;
+use poem::web::Data;
+use poem::web::websocket::{Message, WebSocket, WebSocketStream};
+use poem::{IntoResponse, Request, Response};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorResponse};
+
+/// How long an unauthenticated socket may wait before its `authenticate` message.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Events queued for one connection before it counts as a slow consumer.
+const QUEUE_CAPACITY: usize = 4096;
+/// A send that takes longer than this means the client stopped reading.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Initial rows per `initial_data` message unless the client asks otherwise.
+const DEFAULT_BATCH_SIZE: usize = 1000;
+
+#[poem::handler]
+pub async fn ws_handler(ws: WebSocket, req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    let state = state.0.clone();
+    let header = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+    let caller = match header {
+        Some(token) => match state.caller_for_token(&token) {
+            Ok(caller) => Some(caller),
+            Err(e) => return ApiError::unauthorized(e.0).into_response(),
+        },
+        None => None,
+    };
+    ws.on_upgrade(move |socket| connection(state, socket, caller))
+        .into_response()
+}
+
+fn error_message(subscription_id: Option<&str>, code: &str, message: &str) -> Value {
+    let mut value = json!({"type": "error", "code": code, "message": message});
+    if let Some(id) = subscription_id {
+        value["subscription_id"] = json!(id);
+    }
+    value
+}
+
+struct Connection {
+    state: Arc<AppState>,
+    caller: Caller,
+    /// Client subscription id → live id.
+    subscriptions: HashMap<String, String>,
+    events: mpsc::Sender<LiveEvent>,
+    overflowed: Arc<AtomicBool>,
+}
+
+async fn send(
+    sink: &mut futures::stream::SplitSink<WebSocketStream, Message>,
+    value: Value,
+) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Text(value.to_string()))).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn authenticate(
+    state: &AppState,
+    stream: &mut futures::stream::SplitStream<WebSocketStream>,
+) -> Result<Caller, (&'static str, String)> {
+    let first = tokio::time::timeout(AUTH_TIMEOUT, stream.next())
+        .await
+        .map_err(|_| {
+            (
+                "AUTH_TIMEOUT",
+                "send {\"type\":\"authenticate\",\"token\":\"…\"} within 5 seconds".to_string(),
+            )
+        })?;
+    let Some(Ok(Message::Text(text))) = first else {
+        return Err((
+            "UNAUTHORIZED",
+            "the first message must be an authenticate message".into(),
+        ));
+    };
+    let message: Value = serde_json::from_str(&text)
+        .map_err(|e| ("INVALID_MESSAGE", format!("not valid JSON: {e}")))?;
+    if message["type"] != "authenticate" {
+        return Err((
+            "UNAUTHORIZED",
+            "authenticate first: {\"type\":\"authenticate\",\"token\":\"…\"}".into(),
+        ));
+    }
+    let token = message["token"].as_str().unwrap_or_default();
+    state
+        .caller_for_token(token)
+        .map_err(|e| ("UNAUTHORIZED", e.0))
+}
+
+async fn connection(state: Arc<AppState>, socket: WebSocketStream, caller: Option<Caller>) {
+    let (mut sink, mut stream) = socket.split();
+    let caller = match caller {
+        Some(caller) => caller,
+        None => match authenticate(&state, &mut stream).await {
+            Ok(caller) => {
+                send(
+                    &mut sink,
+                    json!({"type": "authenticated", "user_id": caller.user_id}),
+                )
+                .await;
+                caller
+            }
+            Err((code, message)) => {
+                send(&mut sink, error_message(None, code, &message)).await;
+                let _ = sink.close().await;
+                return;
+            }
+        },
+    };
+    let (events, mut receiver) = mpsc::channel(QUEUE_CAPACITY);
+    let mut connection = Connection {
+        state,
+        caller,
+        subscriptions: HashMap::new(),
+        events,
+        overflowed: Arc::new(AtomicBool::new(false)),
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let replies = connection.handle(&text).await;
+                    let mut ok = true;
+                    for reply in replies {
+                        ok &= send(&mut sink, reply).await;
+                    }
+                    if !ok {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    if !send(&mut sink, error_message(None, "INVALID_MESSAGE", "send JSON text frames")).await {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            Some(event) = receiver.recv() => {
+                if !send(&mut sink, change_message(event)).await {
+                    break;
+                }
+            }
+            _ = tick.tick() => {
+                if connection.overflowed.load(Ordering::Relaxed) {
+                    send(&mut sink, error_message(None, "SLOW_CONSUMER", "the client did not keep up with its changes; reconnect and resume with from_seq")).await;
+                    break;
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+    for live_id in connection.subscriptions.values() {
+        connection.state.engine.unsubscribe(live_id);
+    }
+}
+
+fn change_message(event: LiveEvent) -> Value {
+    let mut value = json!({
+        "type": "change",
+        "subscription_id": event.subscription_id,
+        "change_type": event.kind.as_str(),
+        "seq": event.seq.to_string(),
+    });
+    if !event.rows.is_empty() {
+        value["rows"] = Value::Array(event.rows.into_iter().map(Value::Object).collect());
+    }
+    if !event.old_values.is_empty() {
+        value["old_values"] =
+            Value::Array(event.old_values.into_iter().map(Value::Object).collect());
+    }
+    value
+}
+
+/// Subscriptions a connection may hold at once.
+pub const MAX_SUBSCRIPTIONS: usize = 100;
+
+impl Connection {
+    async fn handle(&mut self, text: &str) -> Vec<Value> {
+        let message: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                return vec![error_message(
+                    None,
+                    "INVALID_MESSAGE",
+                    &format!("not valid JSON: {e}"),
+                )];
+            }
+        };
+        match message["type"].as_str() {
+            Some("ping") => vec![json!({"type": "pong"})],
+            Some("subscribe") => self.subscribe(&message).await,
+            Some("unsubscribe") => {
+                let id = message["id"].as_str().unwrap_or_default();
+                match self.subscriptions.remove(id) {
+                    Some(live_id) => {
+                        self.state.engine.unsubscribe(&live_id);
+                        vec![
+                            json!({"type": "unsubscribed", "subscription_id": id, "reason": "client"}),
+                        ]
+                    }
+                    None => vec![error_message(
+                        Some(id),
+                        "UNKNOWN_SUBSCRIPTION",
+                        &format!("no subscription with id {id}"),
+                    )],
+                }
+            }
+            Some("authenticate") => vec![error_message(
+                None,
+                "INVALID_MESSAGE",
+                "this connection is already authenticated",
+            )],
+            Some(other) => vec![error_message(
+                None,
+                "UNKNOWN_TYPE",
+                &format!("unknown message type {other}; expected subscribe, unsubscribe or ping"),
+            )],
+            None => vec![error_message(
+                None,
+                "INVALID_MESSAGE",
+                "the message needs a \"type\"",
+            )],
+        }
+    }
+
+    async fn subscribe(&mut self, message: &Value) -> Vec<Value> {
+        let Some(id) = message["id"].as_str().filter(|s| !s.is_empty()) else {
+            return vec![error_message(
+                None,
+                "INVALID_MESSAGE",
+                "subscribe needs a non-empty \"id\"",
+            )];
+        };
+        let Some(sql) = message["sql"].as_str() else {
+            return vec![error_message(
+                Some(id),
+                "INVALID_MESSAGE",
+                "subscribe needs \"sql\"",
+            )];
+        };
+        if self.subscriptions.contains_key(id) {
+            return vec![error_message(
+                Some(id),
+                "DUPLICATE_SUBSCRIPTION",
+                &format!("subscription {id} already exists on this connection"),
+            )];
+        }
+        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            return vec![error_message(
+                Some(id),
+                "TOO_MANY_SUBSCRIPTIONS",
+                &format!("a connection may hold {MAX_SUBSCRIPTIONS} subscriptions"),
+            )];
+        }
+        let options = &message["options"];
+        if !options["from_seq"].is_null() {
+            return vec![error_message(
+                Some(id),
+                "UNSUPPORTED",
+                "resuming with from_seq is not available yet; subscribe without it",
+            )];
+        }
+        let last_rows = options["last_rows"].as_u64().map(|n| n as usize);
+        let batch_size = options["batch_size"]
+            .as_u64()
+            .map(|n| n as usize)
+            .filter(|n| *n > 0)
+            .unwrap_or(DEFAULT_BATCH_SIZE);
+        let request = SubscribeRequest {
+            subscription_id: id.to_string(),
+            sql: sql.to_string(),
+            last_rows,
+        };
+        let subscribed = match self
+            .state
+            .engine
+            .subscribe(
+                &self.caller,
+                request,
+                self.events.clone(),
+                self.overflowed.clone(),
+            )
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let body = ErrorResponse::new(e.code(), e.to_string());
+                return vec![error_message(
+                    Some(id),
+                    &body.error.code,
+                    &body.error.message,
+                )];
+            }
+        };
+        self.subscriptions
+            .insert(id.to_string(), subscribed.live_id.clone());
+        let columns: Vec<Value> = subscribed
+            .columns
+            .iter()
+            .map(|c| json!({"name": c.name, "type": c.data_type}))
+            .collect();
+        let mut replies = vec![json!({
+            "type": "subscribed",
+            "subscription_id": id,
+            "live_id": subscribed.live_id,
+            "columns": columns,
+            "seq": subscribed.seq.to_string(),
+        })];
+        let rows: Vec<Value> = subscribed
+            .initial_rows
+            .into_iter()
+            .map(Value::Object)
+            .collect();
+        let chunks: Vec<&[Value]> = if rows.is_empty() {
+            vec![&[]]
+        } else {
+            rows.chunks(batch_size).collect()
+        };
+        let last = chunks.len() - 1;
+        for (batch, chunk) in chunks.into_iter().enumerate() {
+            replies.push(json!({
+                "type": "initial_data",
+                "subscription_id": id,
+                "rows": chunk,
+                "batch": batch,
+                "has_more": batch < last,
+            }));
+        }
+        replies
+    }
+}
