@@ -29,7 +29,7 @@ pub struct KalamCatalog {
 impl KalamCatalog {
     pub fn new(stores: SystemStores, tables: Arc<TableRegistry>) -> Self {
         KalamCatalog {
-            system: Arc::new(SystemSchema::new(&stores)),
+            system: Arc::new(SystemSchema::new(&stores, tables.live.clone())),
             stores,
             tables,
         }

@@ -128,6 +128,10 @@ impl Engine {
                 updated_at: now,
             })?;
         }
+        // Subscriptions do not survive a restart: rows left by a crash are stale.
+        for stale in self.stores.live_queries.scan_all()? {
+            self.stores.live_queries.delete(&stale.live_id)?;
+        }
         let mut bootstrap = Bootstrap::default();
         if self.stores.users.get(ROOT_USER)?.is_none() {
             let password = match &self.config.root_password {

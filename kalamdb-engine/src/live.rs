@@ -44,9 +44,21 @@ impl ChangeKind {
     }
 }
 
+/// What a connection receives for its subscriptions.
+#[derive(Debug, Clone)]
+pub enum LiveEvent {
+    /// A row change.
+    Change(ChangeEvent),
+    /// The subscription was ended by the server (`killed`, `table_dropped`).
+    Ended {
+        subscription_id: String,
+        reason: &'static str,
+    },
+}
+
 /// One change delivered to one subscription.
 #[derive(Debug, Clone)]
-pub struct LiveEvent {
+pub struct ChangeEvent {
     /// The client's id of the subscription.
     pub subscription_id: String,
     pub kind: ChangeKind,
@@ -80,6 +92,24 @@ pub struct Subscription {
     pub overflowed: Arc<AtomicBool>,
     /// Changes delivered so far.
     pub changes: AtomicI64,
+    /// Time of the last delivered change, microseconds (0: none yet).
+    pub last_change: AtomicI64,
+    /// Owner of the subscription.
+    pub user_id: String,
+}
+
+impl Subscription {
+    /// Tells the connection this subscription is over. If its queue is
+    /// full the connection is closed as a slow consumer anyway.
+    pub fn end(&self, reason: &'static str) {
+        let event = LiveEvent::Ended {
+            subscription_id: self.subscription_id.clone(),
+            reason,
+        };
+        if self.sender.try_send(event).is_err() {
+            self.overflowed.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl std::fmt::Debug for Subscription {
@@ -157,11 +187,18 @@ impl LiveRouter {
             match events_for(&subscription, changes) {
                 Ok(events) => {
                     for event in events {
-                        if subscription.sender.try_send(event).is_err() {
+                        if subscription
+                            .sender
+                            .try_send(LiveEvent::Change(event))
+                            .is_err()
+                        {
                             subscription.overflowed.store(true, Ordering::Relaxed);
                             break;
                         }
                         subscription.changes.fetch_add(1, Ordering::Relaxed);
+                        subscription
+                            .last_change
+                            .store(kalamdb_model::Timestamp::now().0, Ordering::Relaxed);
                     }
                 }
                 Err(e) => {
@@ -173,7 +210,7 @@ impl LiveRouter {
 }
 
 /// Which rows match the subscription's filter.
-fn matches(subscription: &Subscription, rows: &[&StoredRow]) -> Result<Vec<bool>> {
+pub fn matches(subscription: &Subscription, rows: &[&StoredRow]) -> Result<Vec<bool>> {
     let Some(filter) = &subscription.filter else {
         return Ok(vec![true; rows.len()]);
     };
@@ -194,7 +231,8 @@ fn matches(subscription: &Subscription, rows: &[&StoredRow]) -> Result<Vec<bool>
         .collect())
 }
 
-fn project(subscription: &Subscription, row: &StoredRow) -> Result<JsonRow> {
+/// A row version projected to the subscription's columns.
+pub fn project(subscription: &Subscription, row: &StoredRow) -> Result<JsonRow> {
     let batch = rows_to_batch(
         &subscription.def,
         std::slice::from_ref(row),
@@ -206,7 +244,7 @@ fn project(subscription: &Subscription, row: &StoredRow) -> Result<JsonRow> {
 
 /// The events one subscription gets for a set of changes. A row updated out
 /// of the filter is a delete, one updated into it an insert.
-fn events_for(subscription: &Subscription, changes: &[Change]) -> Result<Vec<LiveEvent>> {
+fn events_for(subscription: &Subscription, changes: &[Change]) -> Result<Vec<ChangeEvent>> {
     let news: Vec<&StoredRow> = changes.iter().map(|c| &c.new).collect();
     let new_match = matches(subscription, &news)?;
     let olds: Vec<&StoredRow> = changes.iter().filter_map(|c| c.old.as_ref()).collect();
@@ -235,7 +273,7 @@ fn events_for(subscription: &Subscription, changes: &[Change]) -> Result<Vec<Liv
             (Some(old), true) => vec![project(subscription, old)?],
             _ => Vec::new(),
         };
-        events.push(LiveEvent {
+        events.push(ChangeEvent {
             subscription_id: subscription.subscription_id.clone(),
             kind,
             seq: change.new.seq,

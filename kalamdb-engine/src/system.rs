@@ -130,6 +130,8 @@ pub type RowVisibility<M> = fn(&M, &Caller) -> bool;
 pub struct SystemTableProvider<M> {
     store: SystemStore<M>,
     visible: RowVisibility<M>,
+    /// Brings stored rows up to date with in-memory state before they are shown.
+    refresh: Option<Arc<dyn Fn(&mut M) + Send + Sync>>,
 }
 
 impl<M: SystemTable> fmt::Debug for SystemTableProvider<M> {
@@ -140,7 +142,17 @@ impl<M: SystemTable> fmt::Debug for SystemTableProvider<M> {
 
 impl<M: SystemTable> SystemTableProvider<M> {
     pub fn new(store: SystemStore<M>, visible: RowVisibility<M>) -> Self {
-        SystemTableProvider { store, visible }
+        SystemTableProvider {
+            store,
+            visible,
+            refresh: None,
+        }
+    }
+
+    /// Adds a step that updates each row from live state at scan time.
+    pub fn with_refresh(mut self, refresh: Arc<dyn Fn(&mut M) + Send + Sync>) -> Self {
+        self.refresh = Some(refresh);
+        self
     }
 }
 
@@ -173,6 +185,12 @@ impl<M: SystemTable> TableProvider for SystemTableProvider<M> {
             .into_iter()
             .filter(|row| (self.visible)(row, &caller))
             .take(limit.unwrap_or(usize::MAX))
+            .map(|mut row| {
+                if let Some(refresh) = &self.refresh {
+                    refresh(&mut row);
+                }
+                row
+            })
             .collect();
         let batch = M::to_record_batch(&rows)?;
         let exec =
@@ -238,7 +256,7 @@ fn own_live_query(row: &LiveQuery, caller: &Caller) -> bool {
 }
 
 impl SystemSchema {
-    pub fn new(stores: &SystemStores) -> Self {
+    pub fn new(stores: &SystemStores, live: Arc<crate::live::LiveRouter>) -> Self {
         fn entry<M: SystemTable>(
             store: &SystemStore<M>,
             visible: RowVisibility<M>,
@@ -246,9 +264,28 @@ impl SystemSchema {
             let provider = SystemTableProvider::new(store.clone(), visible);
             (M::TABLE_NAME, Arc::new(provider) as Arc<dyn TableProvider>)
         }
+        // `changes` and `updated_at` of a subscription live in memory (no
+        // write per delivered change); they are filled in when read.
+        let live_queries = SystemTableProvider::new(stores.live_queries.clone(), own_live_query)
+            .with_refresh(Arc::new(move |row: &mut LiveQuery| {
+                if let Some(subscription) = live.get(&row.live_id) {
+                    row.changes = subscription
+                        .changes
+                        .load(std::sync::atomic::Ordering::Relaxed);
+                    let last = subscription
+                        .last_change
+                        .load(std::sync::atomic::Ordering::Relaxed);
+                    if last > 0 {
+                        row.updated_at = kalamdb_model::Timestamp(last);
+                    }
+                }
+            }));
         let tables = HashMap::from([
             entry(&stores.users, own_user_row),
-            entry(&stores.live_queries, own_live_query),
+            (
+                LiveQuery::TABLE_NAME,
+                Arc::new(live_queries) as Arc<dyn TableProvider>,
+            ),
             entry(&stores.storage_locations, all_rows),
             entry(&stores.jobs, all_rows),
             entry(&stores.namespaces, all_rows),

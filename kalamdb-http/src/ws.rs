@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use kalamdb_engine::Caller;
-use kalamdb_engine::live::LiveEvent;
+use kalamdb_engine::live::{ChangeEvent, LiveEvent};
 use kalamdb_engine::sql::subscribe::SubscribeRequest;
 use poem::web::Data;
 use poem::web::websocket::{Message, WebSocket, WebSocketStream};
@@ -60,6 +60,7 @@ fn error_message(subscription_id: Option<&str>, code: &str, message: &str) -> Va
 }
 
 struct Connection {
+    id: String,
     state: Arc<AppState>,
     caller: Caller,
     /// Client subscription id → live id.
@@ -132,6 +133,7 @@ async fn connection(state: Arc<AppState>, socket: WebSocketStream, caller: Optio
     };
     let (events, mut receiver) = mpsc::channel(QUEUE_CAPACITY);
     let mut connection = Connection {
+        id: format!("conn-{:016x}", rand::random::<u64>()),
         state,
         caller,
         subscriptions: HashMap::new(),
@@ -161,7 +163,14 @@ async fn connection(state: Arc<AppState>, socket: WebSocketStream, caller: Optio
                 Some(Ok(_)) => {}
             },
             Some(event) = receiver.recv() => {
-                if !send(&mut sink, change_message(event)).await {
+                let message = match event {
+                    LiveEvent::Change(change) => change_message(change),
+                    LiveEvent::Ended { subscription_id, reason } => {
+                        connection.subscriptions.remove(&subscription_id);
+                        json!({"type": "unsubscribed", "subscription_id": subscription_id, "reason": reason})
+                    }
+                };
+                if !send(&mut sink, message).await {
                     break;
                 }
             }
@@ -179,7 +188,7 @@ async fn connection(state: Arc<AppState>, socket: WebSocketStream, caller: Optio
     }
 }
 
-fn change_message(event: LiveEvent) -> Value {
+fn change_message(event: ChangeEvent) -> Value {
     let mut value = json!({
         "type": "change",
         "subscription_id": event.subscription_id,
@@ -278,13 +287,22 @@ impl Connection {
             )];
         }
         let options = &message["options"];
-        if !options["from_seq"].is_null() {
-            return vec![error_message(
+        let bad_from_seq = || {
+            vec![error_message(
                 Some(id),
-                "UNSUPPORTED",
-                "resuming with from_seq is not available yet; subscribe without it",
-            )];
-        }
+                "INVALID_MESSAGE",
+                "from_seq must be a _seq value such as \"123\"",
+            )]
+        };
+        let from_seq = match &options["from_seq"] {
+            Value::Null => None,
+            Value::String(s) => match s.parse::<i64>() {
+                Ok(n) => Some(n),
+                Err(_) => return bad_from_seq(),
+            },
+            Value::Number(n) if n.is_i64() => n.as_i64(),
+            _ => return bad_from_seq(),
+        };
         let last_rows = options["last_rows"].as_u64().map(|n| n as usize);
         let batch_size = options["batch_size"]
             .as_u64()
@@ -295,6 +313,9 @@ impl Connection {
             subscription_id: id.to_string(),
             sql: sql.to_string(),
             last_rows,
+            from_seq,
+            connection_id: self.id.clone(),
+            options: (!options.is_null()).then(|| options.to_string()),
         };
         let subscribed = match self
             .state
@@ -351,6 +372,7 @@ impl Connection {
                 "has_more": batch < last,
             }));
         }
+        replies.extend(subscribed.resume_deletes.into_iter().map(change_message));
         replies
     }
 }

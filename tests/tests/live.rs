@@ -311,3 +311,177 @@ async fn initial_rows_come_in_batches() {
         json!([{"id": "22"}, {"id": "23"}, {"id": "24"}])
     );
 }
+
+#[tokio::test]
+async fn resume_from_seq_delivers_what_changed_meanwhile() {
+    let (server, alice, _) = setup().await;
+    server.query_ok(&alice, "INSERT INTO app.messages (id, body, room) VALUES (1, 'one', 'a'), (2, 'two', 'a'), (3, 'three', 'a')").await;
+    let mut ws = connect(&server, Some(&alice)).await;
+    let sql = "SELECT id, body FROM app.messages WHERE room = 'a'";
+    send(&mut ws, json!({"type": "subscribe", "id": "s", "sql": sql})).await;
+    let subscribed = next(&mut ws).await;
+    let seq = subscribed["seq"].as_str().unwrap().to_string();
+    assert_eq!(next(&mut ws).await["rows"].as_array().unwrap().len(), 3);
+    drop(ws);
+
+    // While disconnected: an insert, an update, a delete, a move out of the filter.
+    server
+        .query_ok(
+            &alice,
+            "INSERT INTO app.messages (id, body, room) VALUES (4, 'four', 'a');
+             UPDATE app.messages SET body = 'TWO' WHERE id = 2;
+             DELETE FROM app.messages WHERE id = 1;
+             UPDATE app.messages SET room = 'b' WHERE id = 3",
+        )
+        .await;
+    let mut ws = connect(&server, Some(&alice)).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": "s", "sql": sql, "options": {"from_seq": seq}}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["type"], "subscribed");
+    let initial = next(&mut ws).await;
+    assert_eq!(initial["type"], "initial_data");
+    let mut rows = initial["rows"].as_array().unwrap().clone();
+    rows.sort_by_key(|r| r["id"].as_str().unwrap().to_string());
+    assert_eq!(
+        rows,
+        vec![
+            json!({"id": "2", "body": "TWO"}),
+            json!({"id": "4", "body": "four"})
+        ]
+    );
+    let mut deleted = Vec::new();
+    for _ in 0..2 {
+        let change = next(&mut ws).await;
+        assert_eq!(change["change_type"], "delete", "{change}");
+        deleted.push(change["old_values"][0]["id"].as_str().unwrap().to_string());
+    }
+    deleted.sort();
+    assert_eq!(deleted, ["1", "3"]);
+    // Then live changes, with no gap.
+    server
+        .query_ok(
+            &alice,
+            "INSERT INTO app.messages (id, body, room) VALUES (5, 'five', 'a')",
+        )
+        .await;
+    assert_eq!(next(&mut ws).await["rows"][0]["id"], "5");
+}
+
+#[tokio::test]
+async fn live_queries_table_and_kill() {
+    let (server, alice, bob) = setup().await;
+    let root = server.root_token().await;
+    let mut ws = connect(&server, Some(&alice)).await;
+    send(&mut ws, json!({"type": "subscribe", "id": "mine", "sql": "SELECT * FROM app.messages", "options": {"last_rows": 10}})).await;
+    let subscribed = next(&mut ws).await;
+    let live_id = subscribed["live_id"].as_str().unwrap().to_string();
+    next(&mut ws).await;
+    server
+        .query_ok(
+            &alice,
+            "INSERT INTO app.messages (id, body) VALUES (1, 'x'), (2, 'y')",
+        )
+        .await;
+    next(&mut ws).await;
+    next(&mut ws).await;
+
+    let rows = server
+        .query_ok(&alice, "SELECT * FROM system.live_queries")
+        .await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["live_id"], live_id.as_str());
+    assert_eq!(row["namespace"], "app");
+    assert_eq!(row["table_name"], "messages");
+    assert_eq!(row["query_id"], "mine");
+    assert_eq!(row["user_id"], "alice");
+    assert_eq!(row["query"], "SELECT * FROM app.messages");
+    assert_eq!(row["changes"], "2");
+    assert!(row["connection_id"].as_str().unwrap().starts_with("conn-"));
+    assert!(row["options"].as_str().unwrap().contains("last_rows"));
+    assert!(
+        server
+            .query_ok(&bob, "SELECT * FROM system.live_queries")
+            .await
+            .is_empty(),
+        "others' subscriptions are private"
+    );
+
+    // Bob may not kill it; root may; the client hears `killed`.
+    let (status, _) = server
+        .sql(&bob, &format!("KILL LIVE QUERY '{live_id}'"))
+        .await;
+    assert_eq!(status, 403);
+    server
+        .query_ok(&root, &format!("KILL LIVE QUERY '{live_id}'"))
+        .await;
+    let message = next(&mut ws).await;
+    assert_eq!(
+        message,
+        json!({"type": "unsubscribed", "subscription_id": "mine", "reason": "killed"})
+    );
+    assert!(
+        server
+            .query_ok(&root, "SELECT * FROM system.live_queries")
+            .await
+            .is_empty()
+    );
+    let (status, _) = server
+        .sql(&root, &format!("KILL LIVE QUERY '{live_id}'"))
+        .await;
+    assert_eq!(status, 400);
+
+    // Disconnecting removes the row; dropping the table ends subscriptions.
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": "again", "sql": "SELECT * FROM app.messages"}),
+    )
+    .await;
+    next(&mut ws).await;
+    next(&mut ws).await;
+    assert_eq!(
+        server
+            .query_ok(&root, "SELECT * FROM system.live_queries")
+            .await
+            .len(),
+        1
+    );
+    server.query_ok(&root, "DROP TABLE app.messages").await;
+    let message = next(&mut ws).await;
+    assert_eq!(message["reason"], "table_dropped", "{message}");
+    let mut other = connect(&server, Some(&alice)).await;
+    server
+        .query_ok(&root, "CREATE USER TABLE app.notes (body TEXT)")
+        .await;
+    send(
+        &mut other,
+        json!({"type": "subscribe", "id": "n", "sql": "SELECT * FROM app.notes"}),
+    )
+    .await;
+    next(&mut other).await;
+    next(&mut other).await;
+    assert_eq!(
+        server
+            .query_ok(&root, "SELECT * FROM system.live_queries")
+            .await
+            .len(),
+        1
+    );
+    drop(other);
+    let mut gone = false;
+    for _ in 0..50 {
+        if server
+            .query_ok(&root, "SELECT * FROM system.live_queries")
+            .await
+            .is_empty()
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the row of a closed connection is removed");
+}

@@ -208,6 +208,7 @@ impl Engine {
                 );
                 self.run_query(state, &sql).await
             }
+            KalamStatement::KillLiveQuery { live_id } => self.kill_live_query(caller, &live_id),
             KalamStatement::ExecuteAs { user, statement } => {
                 let inner = self.impersonate(caller, &user)?;
                 let inner_state = self.session_state(&inner, namespace)?;

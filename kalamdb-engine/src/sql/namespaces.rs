@@ -159,6 +159,7 @@ impl Engine {
         }
         ops.push(self.stores.tables.delete_op(&table.table_id));
         self.stores.storage.write(ops)?;
+        self.end_subscriptions_on(&table.table_id);
         self.tables.forget(&table.table_id);
         self.stores.storage.drop_cf(&family)?;
         Ok(())

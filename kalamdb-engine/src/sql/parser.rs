@@ -68,6 +68,10 @@ pub enum KalamStatement {
         name: TableRef,
         history: bool,
     },
+    /// `KILL LIVE QUERY 'live_id'`.
+    KillLiveQuery {
+        live_id: String,
+    },
     /// `EXECUTE AS USER 'id' (statement)`.
     ExecuteAs {
         user: String,
@@ -307,6 +311,10 @@ fn parse_statement(parser: &mut Parser) -> PResult<KalamStatement> {
         let name = parse_table_ref(parser)?;
         let history = eat_words(parser, &["HISTORY"]);
         return Ok(KalamStatement::DescribeTable { name, history });
+    }
+    if eat_words(parser, &["KILL", "LIVE", "QUERY"]) {
+        let live_id = parser.parse_literal_string()?;
+        return Ok(KalamStatement::KillLiveQuery { live_id });
     }
     if eat_words(parser, &["EXECUTE", "AS", "USER"]) {
         let user = parse_user_name(parser)?;

@@ -15,9 +15,10 @@ use super::parser::{KalamStatement, split_batch};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::json::{JsonRow, batches_to_rows, sql_type_name};
-use crate::live::{LiveEvent, Subscription};
+use crate::live::{ChangeEvent, ChangeKind, LiveEvent, Subscription, matches, project};
 use crate::session::Caller;
 use crate::table::provider::scope_for;
+use kalamdb_model::{LiveQuery, Timestamp};
 
 /// What a client asks for.
 #[derive(Debug, Clone)]
@@ -26,8 +27,14 @@ pub struct SubscribeRequest {
     pub subscription_id: String,
     /// `SELECT … FROM ns.t [WHERE …] [ORDER BY …] [LIMIT …]`.
     pub sql: String,
-    /// Only the last N initial rows (by `_seq`).
+    /// Only the last N initial rows.
     pub last_rows: Option<usize>,
+    /// Resume: deliver what changed after this `_seq` instead of a snapshot.
+    pub from_seq: Option<i64>,
+    /// The WebSocket connection, for `system.live_queries`.
+    pub connection_id: String,
+    /// The subscription options as the client sent them (JSON).
+    pub options: Option<String>,
 }
 
 /// A registered subscription and its initial rows.
@@ -38,6 +45,9 @@ pub struct Subscribed {
     /// Every change after this `_seq` will be delivered.
     pub seq: i64,
     pub initial_rows: Vec<JsonRow>,
+    /// With `from_seq`: rows deleted (or moved out of the filter) since then,
+    /// to send as `delete` changes after the initial rows.
+    pub resume_deletes: Vec<ChangeEvent>,
 }
 
 fn unsupported(what: &str) -> EngineError {
@@ -83,8 +93,9 @@ fn live_shape(
 }
 
 impl Engine {
-    /// Registers a live query for `caller` and reads its initial rows.
-    /// Events go to `sender`; `overflowed` is raised if it is ever full.
+    /// Registers a live query for `caller` and reads its initial rows (or,
+    /// with `from_seq`, what changed since). Events go to `sender`;
+    /// `overflowed` is raised if it is ever full.
     pub async fn subscribe(
         &self,
         caller: &Caller,
@@ -159,7 +170,7 @@ impl Engine {
         let live_id = format!("{}-{}", self.config.node_id, self.tables.snowflake_id());
         let subscription = Arc::new(Subscription {
             live_id: live_id.clone(),
-            subscription_id: request.subscription_id,
+            subscription_id: request.subscription_id.clone(),
             table_id: def.table_id(),
             scope: scope.clone(),
             def: def.clone(),
@@ -169,22 +180,45 @@ impl Engine {
             sender,
             overflowed,
             changes: AtomicI64::new(0),
+            last_change: AtomicI64::new(0),
+            user_id: caller.user_id.clone(),
         });
+        let now = Timestamp::now();
+        self.stores.live_queries.put(&LiveQuery {
+            live_id: live_id.clone(),
+            connection_id: request.connection_id.clone(),
+            namespace: def.namespace.clone(),
+            table_name: def.name.clone(),
+            query_id: request.subscription_id.clone(),
+            user_id: caller.user_id.clone(),
+            query: request.sql.clone(),
+            options: request.options.clone(),
+            created_at: now,
+            updated_at: now,
+            changes: 0,
+            node: self.config.node_id.clone(),
+        })?;
 
         // Register and read under the partition lock: no write can commit
         // between the two, so the initial rows and the events meet at `seq`.
-        let _guard = self.tables.lock_partition(&def, &scope).await;
-        self.tables.live.register(subscription);
+        let guard = self.tables.lock_partition(&def, &scope).await;
+        self.tables.live.register(subscription.clone());
         let seq = self.tables.current_seq();
-        let (_, batches) = match collect_plan(&state, plan, &[]).await {
+        let initial = match request.from_seq {
+            Some(from) => self.changed_since(&subscription, from),
+            None => collect_plan(&state, plan, &[])
+                .await
+                .and_then(|(_, batches)| batches_to_rows(&batches))
+                .map(|rows| (rows, Vec::new())),
+        };
+        drop(guard);
+        let (mut initial_rows, resume_deletes) = match initial {
             Ok(result) => result,
             Err(e) => {
-                self.tables.live.unregister(&live_id);
+                self.unsubscribe(&live_id);
                 return Err(e);
             }
         };
-        drop(_guard);
-        let mut initial_rows = batches_to_rows(&batches)?;
         if let Some(last) = request.last_rows {
             let skip = initial_rows.len().saturating_sub(last);
             initial_rows.drain(..skip);
@@ -201,11 +235,80 @@ impl Engine {
                 .collect(),
             seq,
             initial_rows,
+            resume_deletes,
         })
+    }
+
+    /// Rows of the subscription's partition written after `from_seq`: live
+    /// matching rows as initial rows; deleted rows, and rows that no longer
+    /// match, as `delete` changes.
+    fn changed_since(
+        &self,
+        subscription: &Subscription,
+        from_seq: i64,
+    ) -> Result<(Vec<JsonRow>, Vec<ChangeEvent>)> {
+        let mut versions = self
+            .tables
+            .scan_versions(&subscription.def, &subscription.scope)?;
+        versions.retain(|r| r.seq > from_seq);
+        versions.sort_by_key(|r| r.seq);
+        let refs: Vec<_> = versions.iter().collect();
+        let matching = matches(subscription, &refs)?;
+        let mut rows = Vec::new();
+        let mut deletes = Vec::new();
+        for (row, matched) in versions.iter().zip(matching) {
+            if matched && !row.deleted {
+                rows.push(project(subscription, row)?);
+            } else {
+                deletes.push(ChangeEvent {
+                    subscription_id: subscription.subscription_id.clone(),
+                    kind: ChangeKind::Delete,
+                    seq: row.seq,
+                    rows: Vec::new(),
+                    old_values: vec![project(subscription, row)?],
+                });
+            }
+        }
+        Ok((rows, deletes))
     }
 
     /// Ends a subscription; true if it existed.
     pub fn unsubscribe(&self, live_id: &str) -> bool {
+        if let Err(e) = self.stores.live_queries.delete(live_id) {
+            tracing::warn!("cannot remove live query {live_id}: {e}");
+        }
         self.tables.live.unregister(live_id).is_some()
+    }
+
+    /// `KILL LIVE QUERY 'id'`: the owner, `dba` or `system` ends a
+    /// subscription; its client gets `unsubscribed` with reason `killed`.
+    pub(crate) fn kill_live_query(
+        &self,
+        caller: &Caller,
+        live_id: &str,
+    ) -> Result<super::execute::StatementResult> {
+        let subscription =
+            self.tables.live.get(live_id).ok_or_else(|| {
+                EngineError::NotFound(format!("live query {live_id} does not exist"))
+            })?;
+        if subscription.user_id != caller.user_id && !caller.role.is_admin() {
+            return Err(EngineError::PermissionDenied(format!(
+                "live query {live_id} belongs to another user; only its owner, dba or system may kill it"
+            )));
+        }
+        self.unsubscribe(live_id);
+        subscription.end("killed");
+        Ok(super::execute::StatementResult::message(
+            1,
+            format!("live query {live_id} killed"),
+        ))
+    }
+
+    /// Ends every subscription on a table (it is being dropped).
+    pub(crate) fn end_subscriptions_on(&self, table_id: &str) {
+        for subscription in self.tables.live.on_table(table_id) {
+            self.unsubscribe(&subscription.live_id);
+            subscription.end("table_dropped");
+        }
     }
 }

@@ -158,17 +158,18 @@ impl TableRegistry {
 
     /// Live (not deleted) rows of a partition, in key order.
     pub fn scan(&self, def: &TableDef, scope: &Scope) -> Result<Vec<StoredRow>> {
-        let rows = self
-            .storage
-            .scan_prefix(&def.column_family(), &scope.prefix())?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (_, value) in rows {
-            let row = StoredRow::decode(&value)?;
-            if !row.deleted {
-                out.push(row);
-            }
-        }
-        Ok(out)
+        let mut rows = self.scan_versions(def, scope)?;
+        rows.retain(|r| !r.deleted);
+        Ok(rows)
+    }
+
+    /// Every stored version of a partition, tombstones included, in key order.
+    pub fn scan_versions(&self, def: &TableDef, scope: &Scope) -> Result<Vec<StoredRow>> {
+        self.storage
+            .scan_prefix(&def.column_family(), &scope.prefix())?
+            .iter()
+            .map(|(_, value)| StoredRow::decode(value))
+            .collect()
     }
 
     /// The stored version (live or tombstone) of each primary key.
