@@ -29,6 +29,11 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Lifetime of access tokens, in seconds.
     pub token_ttl_secs: u64,
+    /// Live-query subscriptions one WebSocket connection may hold.
+    pub ws_max_subscriptions: usize,
+    /// Changes queued for one WebSocket connection before it is
+    /// disconnected as a slow consumer.
+    pub ws_queue_capacity: usize,
 }
 
 impl Default for Config {
@@ -42,6 +47,8 @@ impl Default for Config {
             cors_origins: vec!["*".into()],
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             token_ttl_secs: 3600,
+            ws_max_subscriptions: 100,
+            ws_queue_capacity: 4096,
         }
     }
 }
@@ -112,6 +119,12 @@ impl Config {
         if let Some(v) = var("KALAMDB_TOKEN_TTL_SECS") {
             config.token_ttl_secs = parse_number("KALAMDB_TOKEN_TTL_SECS", &v)?;
         }
+        if let Some(v) = var("KALAMDB_WS_MAX_SUBSCRIPTIONS") {
+            config.ws_max_subscriptions = parse_number("KALAMDB_WS_MAX_SUBSCRIPTIONS", &v)?;
+        }
+        if let Some(v) = var("KALAMDB_WS_QUEUE_CAPACITY") {
+            config.ws_queue_capacity = parse_number("KALAMDB_WS_QUEUE_CAPACITY", &v)?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -120,6 +133,12 @@ impl Config {
         self.listen_addr()?;
         if self.max_request_bytes == 0 {
             return Err(invalid("max_request_bytes", "must be greater than 0"));
+        }
+        if self.ws_max_subscriptions == 0 || self.ws_queue_capacity == 0 {
+            return Err(invalid(
+                "ws_max_subscriptions/ws_queue_capacity",
+                "must be greater than 0",
+            ));
         }
         if self.token_ttl_secs == 0 {
             return Err(invalid("token_ttl_secs", "must be greater than 0"));

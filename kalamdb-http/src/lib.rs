@@ -49,6 +49,7 @@ pub fn openapi_json() -> String {
 pub struct HttpOptions {
     pub cors_origins: Vec<String>,
     pub max_request_bytes: usize,
+    pub ws: ws::WsLimits,
 }
 
 /// The whole application, ready to serve or to test in-process.
@@ -65,6 +66,7 @@ pub fn app(state: Arc<AppState>, options: &HttpOptions) -> BoxEndpoint<'static, 
         .with(cors(&options.cors_origins))
         .around(move |ep, req| limit_body(ep, req, max_bytes))
         .data(state)
+        .data(options.ws)
         .catch_all_error(json_error)
         .map_to_response()
         .boxed()

@@ -93,6 +93,10 @@ async fn serve(config: Config) -> Result<(), String> {
         &HttpOptions {
             cors_origins: config.cors_origins.clone(),
             max_request_bytes: config.max_request_bytes,
+            ws: kalamdb_http::ws::WsLimits {
+                max_subscriptions: config.ws_max_subscriptions,
+                queue_capacity: config.ws_queue_capacity,
+            },
         },
     );
 

@@ -25,16 +25,29 @@ use crate::error::{ApiError, ErrorResponse};
 
 /// How long an unauthenticated socket may wait before its `authenticate` message.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Events queued for one connection before it counts as a slow consumer.
-const QUEUE_CAPACITY: usize = 4096;
-/// A send that takes longer than this means the client stopped reading.
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a send may wait for a client that stopped reading. Writers are
+/// never blocked meanwhile: events queue (bounded) and overflow marks the
+/// connection as a slow consumer.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Per-connection limits (configuration `ws_max_subscriptions`, `ws_queue_capacity`).
+#[derive(Debug, Clone, Copy)]
+pub struct WsLimits {
+    pub max_subscriptions: usize,
+    pub queue_capacity: usize,
+}
 /// Initial rows per `initial_data` message unless the client asks otherwise.
 const DEFAULT_BATCH_SIZE: usize = 1000;
 
 #[poem::handler]
-pub async fn ws_handler(ws: WebSocket, req: &Request, state: Data<&Arc<AppState>>) -> Response {
+pub async fn ws_handler(
+    ws: WebSocket,
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    limits: Data<&WsLimits>,
+) -> Response {
     let state = state.0.clone();
+    let limits = *limits.0;
     let header = req
         .headers()
         .get(poem::http::header::AUTHORIZATION)
@@ -47,7 +60,7 @@ pub async fn ws_handler(ws: WebSocket, req: &Request, state: Data<&Arc<AppState>
         },
         None => None,
     };
-    ws.on_upgrade(move |socket| connection(state, socket, caller))
+    ws.on_upgrade(move |socket| connection(state, socket, caller, limits))
         .into_response()
 }
 
@@ -67,6 +80,7 @@ struct Connection {
     subscriptions: HashMap<String, String>,
     events: mpsc::Sender<LiveEvent>,
     overflowed: Arc<AtomicBool>,
+    max_subscriptions: usize,
 }
 
 async fn send(
@@ -111,7 +125,12 @@ async fn authenticate(
         .map_err(|e| ("UNAUTHORIZED", e.0))
 }
 
-async fn connection(state: Arc<AppState>, socket: WebSocketStream, caller: Option<Caller>) {
+async fn connection(
+    state: Arc<AppState>,
+    socket: WebSocketStream,
+    caller: Option<Caller>,
+    limits: WsLimits,
+) {
     let (mut sink, mut stream) = socket.split();
     let caller = match caller {
         Some(caller) => caller,
@@ -131,7 +150,7 @@ async fn connection(state: Arc<AppState>, socket: WebSocketStream, caller: Optio
             }
         },
     };
-    let (events, mut receiver) = mpsc::channel(QUEUE_CAPACITY);
+    let (events, mut receiver) = mpsc::channel(limits.queue_capacity);
     let mut connection = Connection {
         id: format!("conn-{:016x}", rand::random::<u64>()),
         state,
@@ -139,9 +158,24 @@ async fn connection(state: Arc<AppState>, socket: WebSocketStream, caller: Optio
         subscriptions: HashMap::new(),
         events,
         overflowed: Arc::new(AtomicBool::new(false)),
+        max_subscriptions: limits.max_subscriptions,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
+        // A connection whose queue overflowed gets SLOW_CONSUMER as soon as
+        // its socket takes another frame, then is closed.
+        if connection.overflowed.load(Ordering::Relaxed) {
+            send(
+                &mut sink,
+                error_message(
+                    None,
+                    "SLOW_CONSUMER",
+                    "the client did not keep up with its changes; reconnect and resume with from_seq",
+                ),
+            )
+            .await;
+            break;
+        }
         tokio::select! {
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
@@ -174,12 +208,8 @@ async fn connection(state: Arc<AppState>, socket: WebSocketStream, caller: Optio
                     break;
                 }
             }
-            _ = tick.tick() => {
-                if connection.overflowed.load(Ordering::Relaxed) {
-                    send(&mut sink, error_message(None, "SLOW_CONSUMER", "the client did not keep up with its changes; reconnect and resume with from_seq")).await;
-                    break;
-                }
-            }
+            // Wakes the loop to notice an overflow while the client is idle.
+            _ = tick.tick() => {}
         }
     }
     let _ = sink.close().await;
@@ -204,9 +234,6 @@ fn change_message(event: ChangeEvent) -> Value {
     }
     value
 }
-
-/// Subscriptions a connection may hold at once.
-pub const MAX_SUBSCRIPTIONS: usize = 100;
 
 impl Connection {
     async fn handle(&mut self, text: &str) -> Vec<Value> {
@@ -279,11 +306,14 @@ impl Connection {
                 &format!("subscription {id} already exists on this connection"),
             )];
         }
-        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+        if self.subscriptions.len() >= self.max_subscriptions {
             return vec![error_message(
                 Some(id),
                 "TOO_MANY_SUBSCRIPTIONS",
-                &format!("a connection may hold {MAX_SUBSCRIPTIONS} subscriptions"),
+                &format!(
+                    "a connection may hold {} subscriptions",
+                    self.max_subscriptions
+                ),
             )];
         }
         let options = &message["options"];

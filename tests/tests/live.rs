@@ -485,3 +485,57 @@ async fn live_queries_table_and_kill() {
     }
     assert!(gone, "the row of a closed connection is removed");
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_as_slow_consumer() {
+    let server = TestServer::start_with(&[("KALAMDB_WS_QUEUE_CAPACITY", "32")]);
+    let root = server.root_token().await;
+    server
+        .query_ok(&root, "CREATE NAMESPACE app; CREATE USER TABLE app.messages (id BIGINT PRIMARY KEY, body TEXT)")
+        .await;
+    let mut ws = connect(&server, Some(&root)).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": "s", "sql": "SELECT * FROM app.messages"}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["type"], "subscribed");
+    next(&mut ws).await;
+
+    // The client stops reading; writes go on and are never blocked.
+    let body = "x".repeat(8192);
+    for chunk in 0..15 {
+        let values: Vec<String> = (0..100)
+            .map(|i| format!("({}, '{body}')", chunk * 100 + i))
+            .collect();
+        let (status, reply) = server
+            .sql(
+                &root,
+                &format!(
+                    "INSERT INTO app.messages (id, body) VALUES {}",
+                    values.join(", ")
+                ),
+            )
+            .await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    assert_eq!(server.get("/health").await.0, 200);
+
+    // When it reads again it finds SLOW_CONSUMER, then the end of the connection.
+    let mut found = false;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(20), ws.next()).await
+    {
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["type"] == "error" {
+                assert_eq!(value["code"], "SLOW_CONSUMER", "{value}");
+                found = true;
+            }
+        }
+    }
+    assert!(found, "SLOW_CONSUMER error before the disconnect");
+    let rows = server
+        .query_ok(&root, "SELECT COUNT(*) AS n FROM app.messages")
+        .await;
+    assert_eq!(rows[0]["n"], "1500", "no write was lost");
+}
