@@ -31,6 +31,7 @@ struct Args {
     scenario: Option<String>,
     users: usize,
     rows: usize,
+    max_subscribers: usize,
 }
 
 fn parse_args() -> Args {
@@ -47,6 +48,7 @@ fn parse_args() -> Args {
         scenario: None,
         users: 1000,
         rows: 100_000,
+        max_subscribers: 10_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,10 +66,14 @@ fn parse_args() -> Args {
             "--scenario" => args.scenario = Some(value()),
             "--users" => args.users = value().parse().expect("--users N"),
             "--rows" => args.rows = value().parse().expect("--rows N"),
+            "--max-subscribers" => {
+                args.max_subscribers = value().parse().expect("--max-subscribers N")
+            }
             "--help" | "-h" => {
                 println!(
                     "kalamdb-load [--spawn | --url URL] [--user U] [--password P] [--sql SQL] [--setup SQL] [--requests N] [--concurrency C] [--warmup N]\n\
-                     kalamdb-load --spawn --scenario users [--users 1000] [--rows 100000] [--requests N]: USER-table insert and point-lookup latency, and insert throughput with 16 clients"
+                     kalamdb-load --spawn --scenario users [--users 1000] [--rows 100000] [--requests N]: USER-table insert and point-lookup latency, and insert throughput with 16 clients\n\
+                     kalamdb-load --spawn --scenario live [--requests N]: commit-to-delivery latency with 1, 1000 and 10000 subscribers, and a SHARED-table fan-out"
                 );
                 std::process::exit(0);
             }
@@ -86,8 +92,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() {
     let args = parse_args();
-    if args.scenario.as_deref() == Some("users") {
-        return users_scenario(&args).await;
+    match args.scenario.as_deref() {
+        Some("users") => return users_scenario(&args).await,
+        Some("live") => return live_scenario(&args).await,
+        Some(other) => panic!("unknown scenario {other}; use users or live"),
+        None => {}
     }
     let server = args.spawn.then(TestServer::start);
     let base = match (&server, &args.url) {
@@ -366,5 +375,218 @@ async fn users_scenario(args: &Args) {
         wall.elapsed(),
         errors,
     );
+    drop(server);
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// Commit time of a change, from its `_updated` column.
+fn commit_micros(row: &serde_json::Value) -> i64 {
+    let text = row["_updated"]
+        .as_str()
+        .expect("_updated in the projection");
+    chrono_like_parse(text)
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS.ffffffZ` to microseconds since the epoch.
+fn chrono_like_parse(text: &str) -> i64 {
+    let (date, time) = text.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|p| p.parse().unwrap()).collect();
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let micros: i64 = format!("{frac:0<6}")[..6].parse().unwrap();
+    ((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000) + micros
+}
+
+async fn ws_connect(base: &str, token: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = (base.replace("http://", "ws://") + "/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("ws connect")
+        .0
+}
+
+async fn ws_subscribe(ws: &mut Ws, id: &str, sql: &str) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let message = json!({"type": "subscribe", "id": id, "sql": sql});
+    ws.send(Message::Text(message.to_string().into()))
+        .await
+        .unwrap();
+    let mut seen_initial = false;
+    while !seen_initial {
+        let Some(Ok(Message::Text(text))) = ws.next().await else {
+            panic!("socket closed")
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_ne!(value["type"], "error", "{value}");
+        seen_initial = value["type"] == "initial_data" && value["has_more"] == false;
+    }
+}
+
+/// Reads change messages until `expected` arrived; sends each latency.
+fn spawn_reader(mut ws: Ws, latencies: tokio::sync::mpsc::UnboundedSender<Duration>) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = ws.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let received = now_micros();
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if value["type"] == "change" {
+                let commit = commit_micros(&value["rows"][0]);
+                let _ = latencies.send(Duration::from_micros((received - commit).max(0) as u64));
+            }
+        }
+    });
+}
+
+/// `--scenario live`: commit-to-delivery latency (commit time from the row's
+/// `_updated`, delivery time when the subscriber reads the change) with 1,
+/// 1,000 and 10,000 subscribers spread over users (100 per connection), each
+/// write matching exactly one subscriber; then a SHARED-table insert fanned
+/// out to every connection.
+async fn live_scenario(args: &Args) {
+    let server = args.spawn.then(TestServer::start);
+    let base = server
+        .as_ref()
+        .map(|s| s.base_url.clone())
+        .or(args.url.clone())
+        .expect("--spawn or --url");
+    let api = Arc::new(Api {
+        client: reqwest::Client::new(),
+        base: base.clone(),
+    });
+    let root = api.login(&args.user, &args.password).await;
+    api.must(&root, "CREATE NAMESPACE IF NOT EXISTS livetest; CREATE USER TABLE IF NOT EXISTS livetest.items (id BIGINT PRIMARY KEY, room INT, body TEXT); CREATE SHARED TABLE IF NOT EXISTS livetest.feed (id BIGINT PRIMARY KEY, body TEXT)".into()).await;
+    let per_connection = 100usize;
+    let mut next_id = 0u64;
+    for subscribers in [1usize, 1_000, 10_000]
+        .into_iter()
+        .filter(|n| *n <= args.max_subscribers)
+    {
+        let users = subscribers.div_ceil(per_connection);
+        let subs_per_user = subscribers.min(per_connection);
+        let names: Vec<String> = (0..users)
+            .map(|u| format!("sub{subscribers}_{u}"))
+            .collect();
+        for chunk in names.chunks(100) {
+            let sql: Vec<String> = chunk
+                .iter()
+                .map(|n| format!("CREATE USER IF NOT EXISTS '{n}' WITH PASSWORD 'pw' ROLE user"))
+                .collect();
+            api.must(&root, sql.join("; ")).await;
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tokens = Vec::new();
+        for name in &names {
+            let token = api.login(name, "pw").await;
+            let mut ws = ws_connect(&base, &token).await;
+            for room in 0..subs_per_user {
+                ws_subscribe(
+                    &mut ws,
+                    &format!("r{room}"),
+                    &format!("SELECT id, _updated FROM livetest.items WHERE room = {room}"),
+                )
+                .await;
+            }
+            spawn_reader(ws, tx.clone());
+            tokens.push(token);
+        }
+        let writes = args.requests.min(2_000);
+        let mut samples = Vec::with_capacity(writes);
+        let wall = Instant::now();
+        for i in 0..writes {
+            let token = &tokens[i % tokens.len()];
+            let room = (i / tokens.len()) % subs_per_user;
+            next_id += 1;
+            api.must(
+                token,
+                format!(
+                    "INSERT INTO livetest.items (id, room, body) VALUES ({next_id}, {room}, 'x')"
+                ),
+            )
+            .await;
+            let latency = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("delivery within 10 s")
+                .unwrap();
+            samples.push(latency);
+        }
+        report(
+            &format!("commit-to-delivery, {subscribers} subscribers, 1 matching"),
+            samples,
+            wall.elapsed(),
+            0,
+        );
+
+        // SHARED fan-out: every connection subscribes to the feed.
+        if subscribers > 1 {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            for token in &tokens {
+                let mut ws = ws_connect(&base, token).await;
+                for k in 0..subs_per_user {
+                    ws_subscribe(
+                        &mut ws,
+                        &format!("feed{k}"),
+                        "SELECT id, _updated FROM livetest.feed",
+                    )
+                    .await;
+                }
+                spawn_reader(ws, tx.clone());
+            }
+            let mut samples = Vec::new();
+            let wall = Instant::now();
+            for _ in 0..20 {
+                next_id += 1;
+                api.must(
+                    &root,
+                    format!("INSERT INTO livetest.feed (id, body) VALUES ({next_id}, 'all')"),
+                )
+                .await;
+                for _ in 0..subscribers {
+                    samples.push(
+                        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                            .await
+                            .expect("fan-out delivery")
+                            .unwrap(),
+                    );
+                }
+            }
+            report(
+                &format!("SHARED fan-out to {subscribers} subscribers"),
+                samples,
+                wall.elapsed(),
+                0,
+            );
+        }
+    }
     drop(server);
 }
