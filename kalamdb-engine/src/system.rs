@@ -131,8 +131,11 @@ pub struct SystemTableProvider<M> {
     store: SystemStore<M>,
     visible: RowVisibility<M>,
     /// Brings stored rows up to date with in-memory state before they are shown.
-    refresh: Option<Arc<dyn Fn(&mut M) + Send + Sync>>,
+    refresh: Option<RowRefresh<M>>,
 }
+
+/// Updates a stored system-table row from in-memory state when it is read.
+pub type RowRefresh<M> = Arc<dyn Fn(&mut M) + Send + Sync>;
 
 impl<M: SystemTable> fmt::Debug for SystemTableProvider<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -150,7 +153,7 @@ impl<M: SystemTable> SystemTableProvider<M> {
     }
 
     /// Adds a step that updates each row from live state at scan time.
-    pub fn with_refresh(mut self, refresh: Arc<dyn Fn(&mut M) + Send + Sync>) -> Self {
+    pub fn with_refresh(mut self, refresh: RowRefresh<M>) -> Self {
         self.refresh = Some(refresh);
         self
     }
