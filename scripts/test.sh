@@ -7,3 +7,4 @@ scripts/setup.sh
 # One dev-profile build serves the binary and every test target.
 cargo build --workspace --bins
 cargo test --workspace
+openapi/test-clients.sh

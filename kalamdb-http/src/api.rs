@@ -13,7 +13,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, Tags};
 
 use crate::error::{ApiError, ErrorResponse, status_of};
-use crate::row::SqlRow;
+use crate::row::{SqlParam, SqlRow};
 use crate::token::TokenIssuer;
 
 /// Shared by all handlers.
@@ -62,11 +62,28 @@ impl AppState {
 
 /// Server liveness.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct HealthResponse {
     /// Always `ok` when the server answers.
     pub status: String,
     /// Server version.
     pub version: String,
+}
+
+impl poem_openapi::types::Example for HealthResponse {
+    fn example() -> Self {
+        HealthResponse {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum HealthOk {
+    /// The server is running.
+    #[oai(status = 200)]
+    Ok(Json<HealthResponse>),
 }
 
 pub struct HealthApi;
@@ -77,11 +94,11 @@ impl HealthApi {
     ///
     /// Answers without authentication while the server runs.
     #[oai(path = "/health", method = "get", operation_id = "health")]
-    async fn health(&self) -> Json<HealthResponse> {
-        Json(HealthResponse {
+    async fn health(&self) -> HealthOk {
+        HealthOk::Ok(Json(HealthResponse {
             status: "ok".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-        })
+        }))
     }
 }
 
@@ -91,7 +108,9 @@ impl HealthApi {
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct LoginRequest {
+    /// Login name (the user's id), e.g. `root`.
     pub username: String,
+    /// The user's password.
     pub password: String,
 }
 
@@ -179,9 +198,11 @@ impl AuthApi {
 pub struct SqlRequestBody {
     /// One or more statements separated by `;`. They run in order; the first failure stops the batch.
     pub sql: String,
-    /// Values for `$1`, `$2`, … placeholders.
-    pub params: Option<Vec<serde_json::Value>>,
-    /// Namespace for unqualified table names.
+    /// Values for `$1`, `$2`, … placeholders, in order; each is cast to the type the statement expects (a BIGINT may be a string). `null` is the same as leaving it out.
+    #[oai(skip_serializing_if_is_none, nullable)]
+    pub params: Option<Vec<SqlParam>>,
+    /// Namespace for unqualified table names; `null` is the same as leaving it out.
+    #[oai(skip_serializing_if_is_none, nullable)]
     pub namespace: Option<String>,
 }
 
@@ -189,7 +210,7 @@ impl poem_openapi::types::Example for SqlRequestBody {
     fn example() -> Self {
         SqlRequestBody {
             sql: "SELECT name, table_count FROM system.namespaces WHERE name = $1".into(),
-            params: Some(vec![serde_json::json!("app")]),
+            params: Some(vec![SqlParam("app".into())]),
             namespace: None,
         }
     }
@@ -198,6 +219,7 @@ impl poem_openapi::types::Example for SqlRequestBody {
 /// A result column.
 #[derive(Debug, Clone, Object)]
 pub struct SqlColumn {
+    /// Column name; the key of this column in every row.
     pub name: String,
     /// SQL type: BIGINT, INT, DOUBLE, BOOLEAN, TEXT, TIMESTAMP, DATE, …
     #[oai(rename = "type")]
@@ -207,7 +229,9 @@ pub struct SqlColumn {
 /// The result of one statement.
 #[derive(Debug, Clone, Object)]
 pub struct SqlResult {
+    /// Result columns, in order; empty for DDL/DML statements.
     pub columns: Vec<SqlColumn>,
+    /// Result rows; each is a JSON object keyed by column name.
     pub rows: Vec<SqlRow>,
     /// Rows returned (queries) or affected (DDL/DML).
     pub row_count: u64,
@@ -299,7 +323,12 @@ impl SqlApi {
         let body = body.0;
         let request = SqlRequest {
             sql: body.sql,
-            params: body.params.unwrap_or_default(),
+            params: body
+                .params
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.0)
+                .collect(),
             namespace: body.namespace,
         };
         let outcome = state.engine.execute(&auth.0, request).await;

@@ -25,6 +25,8 @@ pub struct ErrorDetail {
 pub struct ErrorResponse {
     /// Always `error`.
     pub status: String,
+    // No doc comment: poem-openapi would wrap the `$ref` in an `allOf` and
+    // SDK generators would then make a second, anonymous error type.
     pub error: ErrorDetail,
     /// Results of the statements that succeeded before the failure.
     pub results: Vec<SqlResult>,
@@ -59,19 +61,25 @@ impl ErrorResponse {
 /// Error responses shared by every operation.
 #[derive(Debug, ApiResponse)]
 pub enum ApiError {
-    /// Invalid SQL, unknown object, constraint violation or malformed request.
+    /// Invalid SQL, unknown object, constraint violation or malformed request. Codes:
+    /// `INVALID_SQL`, `QUERY_ERROR`, `NOT_FOUND`, `ALREADY_EXISTS`, `INVALID_INPUT`,
+    /// `CONSTRAINT_VIOLATION`, `UNSUPPORTED`, `INVALID_REQUEST`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorResponse>),
-    /// Missing, invalid or expired token, or wrong credentials.
+    /// Missing, invalid or expired token, or wrong credentials. Code: `UNAUTHORIZED`.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorResponse>),
-    /// The caller's role does not allow this.
+    /// The caller's role does not allow this. Code: `PERMISSION_DENIED`.
     #[oai(status = 403)]
     Forbidden(Json<ErrorResponse>),
-    /// The request body is larger than the configured limit.
+    /// The request body is larger than the configured limit. Code: `PAYLOAD_TOO_LARGE`.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorResponse>),
-    /// A server fault.
+    /// The request has no `Content-Type` or one other than `application/json`.
+    /// Code: `UNSUPPORTED_MEDIA_TYPE`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorResponse>),
+    /// A server fault; the server logs it. Code: `INTERNAL_ERROR`.
     #[oai(status = 500)]
     Internal(Json<ErrorResponse>),
 }
@@ -83,6 +91,7 @@ impl ApiError {
             StatusCode::UNAUTHORIZED => ApiError::Unauthorized(Json(body)),
             StatusCode::FORBIDDEN => ApiError::Forbidden(Json(body)),
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(Json(body)),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(Json(body)),
             s if s.is_server_error() => ApiError::Internal(Json(body)),
             _ => ApiError::BadRequest(Json(body)),
         }
@@ -120,7 +129,7 @@ impl From<EngineError> for ApiError {
 pub fn code_for_status(status: StatusCode) -> &'static str {
     match status {
         StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
-        StatusCode::FORBIDDEN => "FORBIDDEN",
+        StatusCode::FORBIDDEN => "PERMISSION_DENIED",
         StatusCode::NOT_FOUND => "NOT_FOUND",
         StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
         StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",

@@ -8,6 +8,7 @@ pub mod error;
 pub mod row;
 pub mod token;
 pub mod ws;
+pub mod ws_api;
 
 use std::sync::Arc;
 
@@ -23,11 +24,12 @@ pub use config::Config;
 use api::{AuthApi, HealthApi, SqlApi};
 use auth_error::AuthFailure;
 use error::{ErrorResponse, code_for_status};
+use ws_api::LiveApi;
 
 /// The OpenAPI service: every documented operation.
-pub fn openapi_service() -> OpenApiService<(HealthApi, AuthApi, SqlApi), ()> {
+pub fn openapi_service() -> OpenApiService<(HealthApi, AuthApi, SqlApi, LiveApi), ()> {
     OpenApiService::new(
-        (HealthApi, AuthApi, SqlApi),
+        (HealthApi, AuthApi, SqlApi, LiveApi),
         "KalamDB",
         env!("CARGO_PKG_VERSION"),
     )
@@ -60,7 +62,6 @@ pub fn app(state: Arc<AppState>, options: &HttpOptions) -> BoxEndpoint<'static, 
     let max_bytes = options.max_request_bytes;
     Route::new()
         .at("/api/openapi.json", spec)
-        .at("/ws", poem::get(ws::ws_handler))
         .nest("/swagger", swagger)
         .nest("/", api)
         .with(cors(&options.cors_origins))

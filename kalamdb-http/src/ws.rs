@@ -12,16 +12,21 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use kalamdb_engine::Caller;
-use kalamdb_engine::live::{ChangeEvent, LiveEvent};
+use kalamdb_engine::live::{ChangeEvent, ChangeKind, LiveEvent};
 use kalamdb_engine::sql::subscribe::SubscribeRequest;
-use poem::web::Data;
-use poem::web::websocket::{Message, WebSocket, WebSocketStream};
-use poem::{IntoResponse, Request, Response};
-use serde_json::{Value, json};
+use poem::Request;
+use poem::web::websocket::{BoxWebSocketUpgraded, Message, WebSocket, WebSocketStream};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorResponse};
+use crate::api::SqlColumn;
+use crate::error::ErrorResponse;
+use crate::row::SqlRow;
+use crate::ws_api::{
+    AuthenticatedMessage, ChangeMessage, ChangeType, InitialDataMessage, PongMessage,
+    ServerMessage, SubscribedMessage, UnsubscribeReason, UnsubscribedMessage,
+};
 
 /// How long an unauthenticated socket may wait before its `authenticate` message.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,37 +44,30 @@ pub struct WsLimits {
 /// Initial rows per `initial_data` message unless the client asks otherwise.
 const DEFAULT_BATCH_SIZE: usize = 1000;
 
-#[poem::handler]
-pub async fn ws_handler(
+/// Checks an Authorization header, if any, and upgrades the connection.
+/// The error is the reason a token was refused.
+pub fn upgrade(
     ws: WebSocket,
     req: &Request,
-    state: Data<&Arc<AppState>>,
-    limits: Data<&WsLimits>,
-) -> Response {
-    let state = state.0.clone();
-    let limits = *limits.0;
+    state: Arc<AppState>,
+    limits: WsLimits,
+) -> Result<BoxWebSocketUpgraded, String> {
     let header = req
         .headers()
         .get(poem::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
     let caller = match header {
-        Some(token) => match state.caller_for_token(&token) {
-            Ok(caller) => Some(caller),
-            Err(e) => return ApiError::unauthorized(e.0).into_response(),
-        },
+        Some(token) => Some(state.caller_for_token(&token).map_err(|e| e.0)?),
         None => None,
     };
-    ws.on_upgrade(move |socket| connection(state, socket, caller, limits))
-        .into_response()
+    Ok(ws
+        .on_upgrade(move |socket| connection(state, socket, caller, limits))
+        .boxed())
 }
 
-fn error_message(subscription_id: Option<&str>, code: &str, message: &str) -> Value {
-    let mut value = json!({"type": "error", "code": code, "message": message});
-    if let Some(id) = subscription_id {
-        value["subscription_id"] = json!(id);
-    }
-    value
+fn error_message(subscription_id: Option<&str>, code: &str, message: &str) -> ServerMessage {
+    ServerMessage::error(subscription_id, code, message)
 }
 
 struct Connection {
@@ -85,10 +83,10 @@ struct Connection {
 
 async fn send(
     sink: &mut futures::stream::SplitSink<WebSocketStream, Message>,
-    value: Value,
+    message: ServerMessage,
 ) -> bool {
     matches!(
-        tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Text(value.to_string()))).await,
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Text(message.to_text()))).await,
         Ok(Ok(()))
     )
 }
@@ -136,11 +134,10 @@ async fn connection(
         Some(caller) => caller,
         None => match authenticate(&state, &mut stream).await {
             Ok(caller) => {
-                send(
-                    &mut sink,
-                    json!({"type": "authenticated", "user_id": caller.user_id}),
-                )
-                .await;
+                let message = ServerMessage::Authenticated(AuthenticatedMessage {
+                    user_id: caller.user_id.clone(),
+                });
+                send(&mut sink, message).await;
                 caller
             }
             Err((code, message)) => {
@@ -201,7 +198,7 @@ async fn connection(
                     LiveEvent::Change(change) => change_message(change),
                     LiveEvent::Ended { subscription_id, reason } => {
                         connection.subscriptions.remove(&subscription_id);
-                        json!({"type": "unsubscribed", "subscription_id": subscription_id, "reason": reason})
+                        unsubscribed(subscription_id, reason)
                     }
                 };
                 if !send(&mut sink, message).await {
@@ -218,25 +215,37 @@ async fn connection(
     }
 }
 
-fn change_message(event: ChangeEvent) -> Value {
-    let mut value = json!({
-        "type": "change",
-        "subscription_id": event.subscription_id,
-        "change_type": event.kind.as_str(),
-        "seq": event.seq.to_string(),
-    });
-    if !event.rows.is_empty() {
-        value["rows"] = Value::Array(event.rows.into_iter().map(Value::Object).collect());
-    }
-    if !event.old_values.is_empty() {
-        value["old_values"] =
-            Value::Array(event.old_values.into_iter().map(Value::Object).collect());
-    }
-    value
+fn change_message(event: ChangeEvent) -> ServerMessage {
+    let rows = |rows: Vec<serde_json::Map<String, Value>>| {
+        (!rows.is_empty()).then(|| rows.into_iter().map(SqlRow).collect())
+    };
+    ServerMessage::Change(ChangeMessage {
+        subscription_id: event.subscription_id,
+        change_type: match event.kind {
+            ChangeKind::Insert => ChangeType::Insert,
+            ChangeKind::Update => ChangeType::Update,
+            ChangeKind::Delete => ChangeType::Delete,
+        },
+        seq: event.seq.to_string(),
+        rows: rows(event.rows),
+        old_values: rows(event.old_values),
+    })
+}
+
+fn unsubscribed(subscription_id: String, reason: &str) -> ServerMessage {
+    let reason = match reason {
+        "killed" => UnsubscribeReason::Killed,
+        "table_dropped" => UnsubscribeReason::TableDropped,
+        _ => UnsubscribeReason::Client,
+    };
+    ServerMessage::Unsubscribed(UnsubscribedMessage {
+        subscription_id,
+        reason,
+    })
 }
 
 impl Connection {
-    async fn handle(&mut self, text: &str) -> Vec<Value> {
+    async fn handle(&mut self, text: &str) -> Vec<ServerMessage> {
         let message: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
@@ -248,16 +257,14 @@ impl Connection {
             }
         };
         match message["type"].as_str() {
-            Some("ping") => vec![json!({"type": "pong"})],
+            Some("ping") => vec![ServerMessage::Pong(PongMessage {})],
             Some("subscribe") => self.subscribe(&message).await,
             Some("unsubscribe") => {
                 let id = message["id"].as_str().unwrap_or_default();
                 match self.subscriptions.remove(id) {
                     Some(live_id) => {
                         self.state.engine.unsubscribe(&live_id);
-                        vec![
-                            json!({"type": "unsubscribed", "subscription_id": id, "reason": "client"}),
-                        ]
+                        vec![unsubscribed(id.to_string(), "client")]
                     }
                     None => vec![error_message(
                         Some(id),
@@ -284,7 +291,7 @@ impl Connection {
         }
     }
 
-    async fn subscribe(&mut self, message: &Value) -> Vec<Value> {
+    async fn subscribe(&mut self, message: &Value) -> Vec<ServerMessage> {
         let Some(id) = message["id"].as_str().filter(|s| !s.is_empty()) else {
             return vec![error_message(
                 None,
@@ -370,36 +377,33 @@ impl Connection {
         };
         self.subscriptions
             .insert(id.to_string(), subscribed.live_id.clone());
-        let columns: Vec<Value> = subscribed
+        let columns = subscribed
             .columns
             .iter()
-            .map(|c| json!({"name": c.name, "type": c.data_type}))
+            .map(|c| SqlColumn {
+                name: c.name.clone(),
+                data_type: c.data_type.clone(),
+            })
             .collect();
-        let mut replies = vec![json!({
-            "type": "subscribed",
-            "subscription_id": id,
-            "live_id": subscribed.live_id,
-            "columns": columns,
-            "seq": subscribed.seq.to_string(),
+        let mut replies = vec![ServerMessage::Subscribed(SubscribedMessage {
+            subscription_id: id.to_string(),
+            live_id: subscribed.live_id,
+            columns,
+            seq: subscribed.seq.to_string(),
         })];
-        let rows: Vec<Value> = subscribed
-            .initial_rows
-            .into_iter()
-            .map(Value::Object)
-            .collect();
-        let chunks: Vec<&[Value]> = if rows.is_empty() {
+        let rows: Vec<SqlRow> = subscribed.initial_rows.into_iter().map(SqlRow).collect();
+        let chunks: Vec<&[SqlRow]> = if rows.is_empty() {
             vec![&[]]
         } else {
             rows.chunks(batch_size).collect()
         };
         let last = chunks.len() - 1;
         for (batch, chunk) in chunks.into_iter().enumerate() {
-            replies.push(json!({
-                "type": "initial_data",
-                "subscription_id": id,
-                "rows": chunk,
-                "batch": batch,
-                "has_more": batch < last,
+            replies.push(ServerMessage::InitialData(InitialDataMessage {
+                subscription_id: id.to_string(),
+                rows: chunk.to_vec(),
+                batch: batch as u64,
+                has_more: batch < last,
             }));
         }
         replies.extend(subscribed.resume_deletes.into_iter().map(change_message));

@@ -252,6 +252,23 @@ async fn parameters_bind_to_placeholders() {
         )
         .await;
     assert_eq!(status, 400, "{body}");
+    // A batch's parameters serve every statement that uses them.
+    let (status, body) = server
+        .sql_body(
+            &token,
+            json!({"sql": "SELECT 1 AS one; SELECT $1 AS a, $2 AS b", "params": ["x", 2]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][1]["rows"][0]["a"], "x");
+    let (status, body) = server
+        .sql_body(&token, json!({"sql": "SELECT $1 AS a", "params": [1, 2]}))
+        .await;
+    assert_eq!(status, 400, "extra parameters: {body}");
+    let (status, _) = server
+        .sql_body(&token, json!({"sql": "SELECT 1", "params": [1]}))
+        .await;
+    assert_eq!(status, 400, "parameters without placeholders");
     let (status, body) = server
         .sql_body(
             &token,

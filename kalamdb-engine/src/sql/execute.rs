@@ -107,6 +107,24 @@ impl Engine {
     pub async fn execute(&self, caller: &Caller, request: SqlRequest) -> BatchOutcome {
         let mut outcome = BatchOutcome::default();
         let prepared = split_batch(&request.sql).and_then(|sources| {
+            let highest = sources
+                .iter()
+                .map(|s| s.highest_placeholder())
+                .max()
+                .unwrap_or(0);
+            if request.params.len() != highest {
+                return Err(EngineError::InvalidInput(if highest == 0 {
+                    format!(
+                        "{} parameter(s) given but the SQL has no $n placeholders",
+                        request.params.len()
+                    )
+                } else {
+                    format!(
+                        "the SQL uses placeholders up to ${highest} but {} parameter(s) were given",
+                        request.params.len()
+                    )
+                }));
+            }
             let state = self.session_state(caller, request.namespace.as_deref())?;
             let params = request
                 .params
@@ -379,22 +397,23 @@ fn count_column(batches: &[RecordBatch]) -> u64 {
 /// (so `"9007199254740993"` binds to a BIGINT placeholder).
 fn bind_params(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan> {
     let expected = plan.get_parameter_types()?;
-    if expected.is_empty() {
-        if params.is_empty() {
-            return Ok(plan);
-        }
+    // The batch was checked against the highest placeholder of all its
+    // statements; a statement without placeholders ignores the parameters.
+    let highest = expected
+        .keys()
+        .filter_map(|k| k.strip_prefix('$')?.parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    if highest == 0 {
+        return Ok(plan);
+    }
+    if params.len() < highest {
         return Err(EngineError::InvalidInput(format!(
-            "{} parameter(s) given but the statement has no $n placeholders",
+            "the statement uses ${highest} but {} parameter(s) were given",
             params.len()
         )));
     }
-    if params.len() < expected.len() {
-        return Err(EngineError::InvalidInput(format!(
-            "the statement uses {} parameter(s) but {} were given",
-            expected.len(),
-            params.len()
-        )));
-    }
+    let params = &params[..highest];
     let mut values = Vec::with_capacity(params.len());
     for (i, value) in params.iter().enumerate() {
         let name = format!("${}", i + 1);

@@ -162,6 +162,18 @@ impl StatementSource {
         })
     }
 
+    /// The highest `$n` placeholder in the statement (0 if none).
+    pub fn highest_placeholder(&self) -> usize {
+        self.tokens
+            .iter()
+            .filter_map(|t| match &t.token {
+                Token::Placeholder(p) => p.strip_prefix('$')?.parse().ok(),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Parses this statement.
     pub fn parse(&self) -> Result<KalamStatement> {
         let dialect = GenericDialect {};
