@@ -34,7 +34,7 @@ ROOT=$PWD
 OUT=$ROOT/target/client-tests
 VENV=$ROOT/target/openapi-venv
 NODE_DIR=$ROOT/openapi
-SERVER_BIN=${KALAMDB_SERVER_BIN:-$ROOT/target/debug/kalamdb-server}
+SERVER_BIN=${KALAMDB_SERVER_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/kalamdb-server}
 FUZZ_EXAMPLES=${KALAMDB_FUZZ_EXAMPLES:-2000}
 CHECKS=(spec python-sdk ts-sdk swagger-ui fuzz)
 
