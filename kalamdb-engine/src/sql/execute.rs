@@ -44,6 +44,20 @@ pub struct ResultColumn {
     pub data_type: String,
 }
 
+impl ResultColumn {
+    /// The columns of an Arrow schema, with their SQL type names.
+    pub fn of_schema(schema: &datafusion::arrow::datatypes::Schema) -> Vec<ResultColumn> {
+        schema
+            .fields()
+            .iter()
+            .map(|f| ResultColumn {
+                name: f.name().clone(),
+                data_type: sql_type_name(f.data_type()),
+            })
+            .collect()
+    }
+}
+
 /// The result of one statement.
 #[derive(Debug, Clone, Default)]
 pub struct StatementResult {
@@ -71,14 +85,7 @@ impl StatementResult {
     ) -> Result<Self> {
         let rows = batches_to_rows(batches)?;
         Ok(StatementResult {
-            columns: schema
-                .fields()
-                .iter()
-                .map(|f| ResultColumn {
-                    name: f.name().clone(),
-                    data_type: sql_type_name(f.data_type()),
-                })
-                .collect(),
+            columns: ResultColumn::of_schema(schema),
             row_count: rows.len() as u64,
             rows,
             message: None,

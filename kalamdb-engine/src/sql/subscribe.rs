@@ -14,7 +14,7 @@ use super::execute::{ResultColumn, check_tables_exist, collect_plan};
 use super::parser::{KalamStatement, split_batch};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
-use crate::json::{JsonRow, batches_to_rows, sql_type_name};
+use crate::json::{JsonRow, batches_to_rows};
 use crate::live::{ChangeEvent, ChangeKind, LiveEvent, Subscription, matches, project};
 use crate::session::Caller;
 use crate::table::provider::scope_for;
@@ -225,14 +225,7 @@ impl Engine {
         }
         Ok(Subscribed {
             live_id,
-            columns: projected_schema
-                .fields()
-                .iter()
-                .map(|f| ResultColumn {
-                    name: f.name().clone(),
-                    data_type: sql_type_name(f.data_type()),
-                })
-                .collect(),
+            columns: ResultColumn::of_schema(&projected_schema),
             seq,
             initial_rows,
             resume_deletes,
