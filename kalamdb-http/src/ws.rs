@@ -209,7 +209,8 @@ async fn connection(
             _ = tick.tick() => {}
         }
     }
-    let _ = sink.close().await;
+    // A client that stopped reading may never take the close frame.
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
     for live_id in connection.subscriptions.values() {
         connection.state.engine.unsubscribe(live_id);
     }

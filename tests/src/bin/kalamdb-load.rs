@@ -32,6 +32,7 @@ struct Args {
     users: usize,
     rows: usize,
     max_subscribers: usize,
+    min_subscribers: usize,
 }
 
 fn parse_args() -> Args {
@@ -49,6 +50,7 @@ fn parse_args() -> Args {
         users: 1000,
         rows: 100_000,
         max_subscribers: 10_000,
+        min_subscribers: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,6 +68,9 @@ fn parse_args() -> Args {
             "--scenario" => args.scenario = Some(value()),
             "--users" => args.users = value().parse().expect("--users N"),
             "--rows" => args.rows = value().parse().expect("--rows N"),
+            "--min-subscribers" => {
+                args.min_subscribers = value().parse().expect("--min-subscribers N")
+            }
             "--max-subscribers" => {
                 args.max_subscribers = value().parse().expect("--max-subscribers N")
             }
@@ -490,7 +495,7 @@ async fn live_scenario(args: &Args) {
     let mut next_id = 0u64;
     for subscribers in [1usize, 1_000, 10_000]
         .into_iter()
-        .filter(|n| *n <= args.max_subscribers)
+        .filter(|n| (args.min_subscribers..=args.max_subscribers).contains(n))
     {
         let users = subscribers.div_ceil(per_connection);
         let subs_per_user = subscribers.min(per_connection);
