@@ -182,13 +182,7 @@ async fn main() {
             (samples, errors)
         }));
     }
-    let mut samples = Vec::new();
-    let mut errors = 0;
-    for worker in workers {
-        let (s, e) = worker.await.unwrap();
-        samples.extend(s);
-        errors += e;
-    }
+    let (samples, errors) = join_workers(workers).await;
     println!("sql: {}  concurrency: {}", args.sql, args.concurrency);
     report("requests", samples, started.elapsed(), errors);
     drop(server);
@@ -367,13 +361,7 @@ async fn users_scenario(args: &Args) {
             (samples, errors)
         }));
     }
-    let mut samples = Vec::new();
-    let mut errors = 0;
-    for w in workers {
-        let (s, e) = w.await.unwrap();
-        samples.extend(s);
-        errors += e;
-    }
+    let (samples, errors) = join_workers(workers).await;
     report(
         "insert one row (16 clients)",
         samples,
@@ -594,4 +582,18 @@ async fn live_scenario(args: &Args) {
         }
     }
     drop(server);
+}
+
+/// Collects the latency samples and error counts of load workers.
+async fn join_workers(
+    workers: Vec<tokio::task::JoinHandle<(Vec<Duration>, usize)>>,
+) -> (Vec<Duration>, usize) {
+    let mut samples = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        let (s, e) = worker.await.expect("load worker");
+        samples.extend(s);
+        errors += e;
+    }
+    (samples, errors)
 }
