@@ -42,12 +42,9 @@ async fn run(engine: &Engine, caller: &Caller, sql: String) {
 
 fn fixture(rt: &Runtime, users: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let (engine, _) = Engine::open(EngineConfig {
-        data_dir: dir.path().to_path_buf(),
-        root_password: Some("bench".into()),
-        node_id: "bench".into(),
-    })
-    .unwrap();
+    let mut config = EngineConfig::new(dir.path());
+    config.root_password = Some("bench".into());
+    let (engine, _) = Engine::open(config).unwrap();
     rt.block_on(async {
         let root = Caller::internal();
         run(

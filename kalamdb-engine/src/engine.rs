@@ -9,11 +9,14 @@ use kalamdb_model::{Role, StorageLocation, Timestamp, User};
 
 use crate::auth;
 use crate::catalog::{CATALOG_NAME, KalamCatalog};
+use crate::cold::{ColdConfig, ColdTier};
 use crate::error::{EngineError, Result};
+use crate::jobs::{JobConfig, Jobs};
 use crate::sql::functions::SnowflakeIdUdf;
 use crate::storage::{Storage, USER_TABLE_COUNTERS_CF};
 use crate::system::{SYSTEM_COLUMN_FAMILIES, SystemStores};
 use crate::table::TableRegistry;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::ScalarUDF;
 
 /// Name of the built-in administrator.
@@ -30,6 +33,23 @@ pub struct EngineConfig {
     pub root_password: Option<String>,
     /// Name of this node in system tables.
     pub node_id: String,
+    /// Flush defaults and compaction thresholds.
+    pub cold: ColdConfig,
+    /// Job retention and cleanup schedule.
+    pub jobs: JobConfig,
+}
+
+impl EngineConfig {
+    /// A configuration with defaults for everything but the data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            root_password: None,
+            node_id: "node-1".into(),
+            cold: ColdConfig::default(),
+            jobs: JobConfig::default(),
+        }
+    }
 }
 
 /// What happened at start that the operator must hear about once.
@@ -50,6 +70,8 @@ pub struct Engine {
     pub(crate) ctx: SessionContext,
     /// Serialises catalog changes (namespaces, tables, users).
     pub(crate) ddl_lock: parking_lot::Mutex<()>,
+    /// Flush, compaction and cleanup jobs.
+    pub(crate) jobs: Jobs,
 }
 
 impl std::fmt::Debug for Engine {
@@ -78,7 +100,9 @@ impl Engine {
             })?;
         let storage = Arc::new(storage);
         let stores = SystemStores::new(&storage);
-        let tables = Arc::new(TableRegistry::open(storage.clone(), &stores)?);
+        let runtime = Arc::new(RuntimeEnv::default());
+        let (cold, flush_requests) = ColdTier::new(runtime.clone(), config.cold.clone());
+        let tables = Arc::new(TableRegistry::open(storage.clone(), &stores, cold)?);
 
         let session_config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG_NAME, "default")
@@ -86,6 +110,7 @@ impl Engine {
             .with_information_schema(true);
         let state = SessionStateBuilder::new()
             .with_config(session_config)
+            .with_runtime_env(runtime)
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
@@ -97,14 +122,24 @@ impl Engine {
             tables.clone(),
         )));
 
+        let jobs = Jobs::new(config.jobs.clone(), flush_requests);
         let engine = Engine {
             config,
             stores,
             tables,
             ctx,
             ddl_lock: parking_lot::Mutex::new(()),
+            jobs,
         };
         let bootstrap = engine.bootstrap()?;
+        for location in engine.stores.storage_locations.scan_all()? {
+            if let Err(e) = engine.tables.cold.open_location(&location) {
+                tracing::warn!(
+                    "storage location {} cannot be opened: {e}",
+                    location.location_name
+                );
+            }
+        }
         Ok((Arc::new(engine), bootstrap))
     }
 
@@ -123,6 +158,7 @@ impl Engine {
                 location_type: "filesystem".into(),
                 path: path.to_string_lossy().into_owned(),
                 credentials_ref: None,
+                options: None,
                 usage_count: 0,
                 created_at: now,
                 updated_at: now,

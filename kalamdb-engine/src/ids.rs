@@ -57,6 +57,11 @@ impl SeqGen {
 /// 2024-01-01T00:00:00Z in milliseconds.
 const SNOWFLAKE_EPOCH_MS: i64 = 1_704_067_200_000;
 
+/// When a snowflake id was made, in microseconds since the Unix epoch.
+pub fn snowflake_micros(id: i64) -> i64 {
+    ((id >> 22) + SNOWFLAKE_EPOCH_MS) * 1000
+}
+
 #[derive(Debug)]
 pub struct Snowflake {
     node: i64,

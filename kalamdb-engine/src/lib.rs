@@ -5,8 +5,10 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod cold;
 pub mod error;
 pub mod ids;
+pub mod jobs;
 pub mod json;
 pub mod live;
 pub mod session;

@@ -11,5 +11,6 @@ pub mod subscribe;
 
 mod dml;
 mod namespaces;
+mod storage;
 mod tables;
 mod users;

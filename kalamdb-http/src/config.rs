@@ -34,6 +34,21 @@ pub struct Config {
     /// Changes queued for one WebSocket connection before it is
     /// disconnected as a slow consumer.
     pub ws_queue_capacity: usize,
+    /// Rows written to one partition (one user of a USER table, or a SHARED
+    /// table) that trigger its flush, for tables without a FLUSH POLICY;
+    /// 0 turns the row trigger off.
+    pub flush_rows: u64,
+    /// Seconds between background flushes of a table without a FLUSH
+    /// POLICY; 0 turns the interval trigger off.
+    pub flush_interval_secs: u64,
+    /// Small Parquet files of one partition that trigger an automatic
+    /// compaction; 0 turns it off.
+    pub compact_min_files: usize,
+    /// Seconds a completed or failed job row is kept in system.jobs.
+    pub job_retention_secs: u64,
+    /// Seconds between cleanup jobs (tombstone purge, orphan files); 0 turns
+    /// them off.
+    pub cleanup_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -49,6 +64,11 @@ impl Default for Config {
             token_ttl_secs: 3600,
             ws_max_subscriptions: 100,
             ws_queue_capacity: 4096,
+            flush_rows: 10_000,
+            flush_interval_secs: 300,
+            compact_min_files: 10,
+            job_retention_secs: 7 * 86_400,
+            cleanup_interval_secs: 3_600,
         }
     }
 }
@@ -124,6 +144,21 @@ impl Config {
         }
         if let Some(v) = var("KALAMDB_WS_QUEUE_CAPACITY") {
             config.ws_queue_capacity = parse_number("KALAMDB_WS_QUEUE_CAPACITY", &v)?;
+        }
+        if let Some(v) = var("KALAMDB_FLUSH_ROWS") {
+            config.flush_rows = parse_number("KALAMDB_FLUSH_ROWS", &v)?;
+        }
+        if let Some(v) = var("KALAMDB_FLUSH_INTERVAL_SECS") {
+            config.flush_interval_secs = parse_number("KALAMDB_FLUSH_INTERVAL_SECS", &v)?;
+        }
+        if let Some(v) = var("KALAMDB_COMPACT_MIN_FILES") {
+            config.compact_min_files = parse_number("KALAMDB_COMPACT_MIN_FILES", &v)?;
+        }
+        if let Some(v) = var("KALAMDB_JOB_RETENTION_SECS") {
+            config.job_retention_secs = parse_number("KALAMDB_JOB_RETENTION_SECS", &v)?;
+        }
+        if let Some(v) = var("KALAMDB_CLEANUP_INTERVAL_SECS") {
+            config.cleanup_interval_secs = parse_number("KALAMDB_CLEANUP_INTERVAL_SECS", &v)?;
         }
         config.validate()?;
         Ok(config)

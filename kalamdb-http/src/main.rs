@@ -62,12 +62,14 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let (engine, bootstrap) = Engine::open(EngineConfig {
-        data_dir: config.data_dir.clone(),
-        root_password: config.root_password.clone(),
-        node_id: "node-1".into(),
-    })
-    .map_err(|e| {
+    let mut engine_config = EngineConfig::new(config.data_dir.clone());
+    engine_config.root_password = config.root_password.clone();
+    engine_config.cold.default_flush_rows = config.flush_rows;
+    engine_config.cold.default_flush_interval_secs = config.flush_interval_secs;
+    engine_config.cold.compact_min_files = config.compact_min_files;
+    engine_config.jobs.retention_secs = config.job_retention_secs;
+    engine_config.jobs.cleanup_interval_secs = config.cleanup_interval_secs;
+    let (engine, bootstrap) = Engine::open(engine_config).map_err(|e| {
         format!(
             "cannot open data directory {}: {e}",
             config.data_dir.display()
@@ -82,6 +84,9 @@ async fn serve(config: Config) -> Result<(), String> {
             file.display()
         );
     }
+    engine
+        .start_jobs()
+        .map_err(|e| format!("cannot start background jobs: {e}"))?;
     let secret = engine
         .jwt_secret(config.jwt_secret.as_deref())
         .map_err(|e| format!("cannot load the token secret: {e}"))?;
@@ -119,6 +124,8 @@ async fn serve(config: Config) -> Result<(), String> {
         .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(10)))
         .await
         .map_err(|e| format!("server error: {e}"))?;
+    // Queued jobs stay queued in system.jobs and resume at the next start.
+    engine.stop_jobs().await;
     tracing::info!("shut down");
     drop(engine);
     Ok(())

@@ -72,6 +72,11 @@ pub struct StorageLocation {
     pub path: String,
     /// Name of the credentials to use, never the secret itself.
     pub credentials_ref: Option<String>,
+    /// Connection options (endpoint, region, access keys) as JSON. Stored,
+    /// never returned by SELECT.
+    #[column(hidden)]
+    #[serde(default)]
+    pub options: Option<String>,
     /// Number of tables using this location.
     pub usage_count: i64,
     /// When the location was created.

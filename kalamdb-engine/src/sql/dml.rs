@@ -269,7 +269,10 @@ impl Engine {
                 .iter()
                 .map(|k| encode_pk(key.ty, k))
                 .collect::<Result<_>>()?;
-            let current = self.tables.get_rows(def, &scope, &pks)?;
+            let current = self
+                .tables
+                .current_rows(def, &scope, &pks, state.task_ctx())
+                .await?;
             for (row, (pk, old)) in pks.into_iter().zip(current).enumerate() {
                 let Some(old) = old.filter(|o| !o.deleted) else {
                     continue;

@@ -234,6 +234,26 @@ impl Engine {
                 self.run_query(state, &sql).await
             }
             KalamStatement::KillLiveQuery { live_id } => self.kill_live_query(caller, &live_id),
+            KalamStatement::FlushTable { name } => {
+                self.queue_table_job(caller, "flush", &name, namespace)
+            }
+            KalamStatement::CompactTable { name } => {
+                self.queue_table_job(caller, "compact", &name, namespace)
+            }
+            KalamStatement::CreateStorage {
+                name,
+                if_not_exists,
+                kind,
+                path,
+                credentials,
+                options,
+            } => {
+                self.create_storage(caller, &name, if_not_exists, &kind, &path, credentials, options)
+                    .await
+            }
+            KalamStatement::DropStorage { name, if_exists } => {
+                self.drop_storage(caller, &name, if_exists)
+            }
             KalamStatement::ExecuteAs { user, statement } => {
                 let inner = self.impersonate(caller, &user)?;
                 let inner_state = self.session_state(&inner, namespace)?;

@@ -158,8 +158,13 @@ impl Engine {
             }
         }
         ops.push(self.stores.tables.delete_op(&table.table_id));
+        let (cold_ops, files) = self.tables.drop_cold_ops(&table.table_id)?;
+        ops.extend(cold_ops);
         self.stores.storage.write(ops)?;
         self.end_subscriptions_on(&table.table_id);
+        if let Some(def) = self.tables.get(&table.namespace, &table.table_name) {
+            self.tables.remove_dropped_files(&def, files);
+        }
         self.tables.forget(&table.table_id);
         self.stores.storage.drop_cf(&family)?;
         Ok(())

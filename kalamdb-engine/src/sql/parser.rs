@@ -68,6 +68,28 @@ pub enum KalamStatement {
         name: TableRef,
         history: bool,
     },
+    /// `FLUSH TABLE ns.t`: queue a flush of every partition.
+    FlushTable {
+        name: TableRef,
+    },
+    /// `COMPACT TABLE ns.t`: queue a compaction of every partition.
+    CompactTable {
+        name: TableRef,
+    },
+    /// `CREATE STORAGE name TYPE filesystem|s3 PATH '…' [CREDENTIALS 'ref'] [OPTIONS (…)]`.
+    CreateStorage {
+        name: String,
+        if_not_exists: bool,
+        kind: String,
+        path: String,
+        credentials: Option<String>,
+        options: Vec<(String, serde_json::Value)>,
+    },
+    /// `DROP STORAGE [IF EXISTS] name`.
+    DropStorage {
+        name: String,
+        if_exists: bool,
+    },
     /// `KILL LIVE QUERY 'live_id'`.
     KillLiveQuery {
         live_id: String,
@@ -324,6 +346,22 @@ fn parse_statement(parser: &mut Parser) -> PResult<KalamStatement> {
         let history = eat_words(parser, &["HISTORY"]);
         return Ok(KalamStatement::DescribeTable { name, history });
     }
+    if eat_words(parser, &["FLUSH", "TABLE"]) {
+        let name = parse_table_ref(parser)?;
+        return Ok(KalamStatement::FlushTable { name });
+    }
+    if eat_words(parser, &["COMPACT", "TABLE"]) {
+        let name = parse_table_ref(parser)?;
+        return Ok(KalamStatement::CompactTable { name });
+    }
+    if eat_words(parser, &["CREATE", "STORAGE"]) {
+        return parse_create_storage(parser);
+    }
+    if eat_words(parser, &["DROP", "STORAGE"]) {
+        let if_exists = eat_words(parser, &["IF", "EXISTS"]);
+        let name = parse_name(parser, "storage")?;
+        return Ok(KalamStatement::DropStorage { name, if_exists });
+    }
     if eat_words(parser, &["KILL", "LIVE", "QUERY"]) {
         let live_id = parser.parse_literal_string()?;
         return Ok(KalamStatement::KillLiveQuery { live_id });
@@ -333,6 +371,47 @@ fn parse_statement(parser: &mut Parser) -> PResult<KalamStatement> {
         return parse_execute_as(parser, user);
     }
     Ok(KalamStatement::Sql(Box::new(parser.parse_statement()?)))
+}
+
+/// The rest of `CREATE STORAGE`: clauses in any order after the name.
+fn parse_create_storage(parser: &mut Parser) -> PResult<KalamStatement> {
+    let if_not_exists = eat_words(parser, &["IF", "NOT", "EXISTS"]);
+    let name = parse_name(parser, "storage")?;
+    let (mut kind, mut path, mut credentials, mut options) = (None, None, None, Vec::new());
+    loop {
+        if eat_words(parser, &["TYPE"]) {
+            let token = parser.next_token();
+            kind = Some(match token.token {
+                Token::Word(w) => w.value.to_ascii_lowercase(),
+                Token::SingleQuotedString(s) => s.to_ascii_lowercase(),
+                _ => return parser.expected("filesystem or s3", token),
+            });
+        } else if eat_words(parser, &["PATH"]) || eat_words(parser, &["BASE_DIRECTORY"]) {
+            path = Some(parser.parse_literal_string()?);
+        } else if eat_words(parser, &["CREDENTIALS"]) {
+            credentials = Some(parser.parse_literal_string()?);
+        } else if eat_words(parser, &["OPTIONS"]) || eat_words(parser, &["WITH"]) {
+            options = parse_options(parser)?;
+        } else {
+            break;
+        }
+    }
+    let kind = kind.ok_or_else(|| {
+        ParserError::ParserError("CREATE STORAGE needs TYPE filesystem or TYPE s3".into())
+    })?;
+    let path = path.ok_or_else(|| {
+        ParserError::ParserError(
+            "CREATE STORAGE needs PATH '…' (a directory or s3://bucket/prefix)".into(),
+        )
+    })?;
+    Ok(KalamStatement::CreateStorage {
+        name,
+        if_not_exists,
+        kind,
+        path,
+        credentials,
+        options,
+    })
 }
 
 /// `CREATE USER TABLE`, `CREATE SHARED TABLE` or `CREATE STREAM TABLE` ahead.

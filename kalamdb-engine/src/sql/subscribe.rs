@@ -205,7 +205,7 @@ impl Engine {
         self.tables.live.register(subscription.clone());
         let seq = self.tables.current_seq();
         let initial = match request.from_seq {
-            Some(from) => self.changed_since(&subscription, from),
+            Some(from) => self.changed_since(&subscription, from).await,
             None => collect_plan(&state, plan, &[])
                 .await
                 .and_then(|(_, batches)| batches_to_rows(&batches))
@@ -235,16 +235,20 @@ impl Engine {
     /// Rows of the subscription's partition written after `from_seq`: live
     /// matching rows as initial rows; deleted rows, and rows that no longer
     /// match, as `delete` changes.
-    fn changed_since(
+    async fn changed_since(
         &self,
         subscription: &Subscription,
         from_seq: i64,
     ) -> Result<(Vec<JsonRow>, Vec<ChangeEvent>)> {
-        let mut versions = self
+        let versions = self
             .tables
-            .scan_versions(&subscription.def, &subscription.scope)?;
-        versions.retain(|r| r.seq > from_seq);
-        versions.sort_by_key(|r| r.seq);
+            .versions_since(
+                &subscription.def,
+                &subscription.scope,
+                from_seq,
+                self.tables.cold.task(),
+            )
+            .await?;
         let refs: Vec<_> = versions.iter().collect();
         let matching = matches(subscription, &refs)?;
         let mut rows = Vec::new();

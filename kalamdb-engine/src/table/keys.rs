@@ -42,6 +42,24 @@ impl Scope {
     }
 }
 
+/// The partition and primary key bytes of a stored row's key.
+pub fn split_key(def: &super::TableDef, key: &[u8]) -> Result<(Scope, Vec<u8>)> {
+    match def.kind {
+        super::TableKind::User => {
+            let corrupt =
+                || EngineError::Internal(format!("corrupt row key in {}", def.table_id()));
+            let len = u16::from_be_bytes([
+                *key.first().ok_or_else(corrupt)?,
+                *key.get(1).ok_or_else(corrupt)?,
+            ]) as usize;
+            let user = key.get(2..2 + len).ok_or_else(corrupt)?;
+            let user = String::from_utf8(user.to_vec()).map_err(|_| corrupt())?;
+            Ok((Scope::User(user), key[2 + len..].to_vec()))
+        }
+        _ => Ok((Scope::Shared, key.to_vec())),
+    }
+}
+
 /// Encodes a primary-key cell.
 pub fn encode_pk(ty: ColumnType, cell: &Value) -> Result<Vec<u8>> {
     match (ty, cell) {

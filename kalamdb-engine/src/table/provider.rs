@@ -14,12 +14,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::ScalarValue;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::StreamExt;
@@ -30,6 +31,8 @@ use super::def::{ColumnType, DefaultValue, TableDef, TableKind};
 use super::keys::{Scope, encode_pk};
 use super::registry::{RowWrite, TableRegistry};
 use super::row::{StoredRow, array_to_cells, rows_to_batch};
+use crate::cold::ColdFilter;
+use crate::cold::files::key_predicate;
 use crate::error::{EngineError, Result};
 use crate::session::Caller;
 
@@ -159,33 +162,70 @@ impl TableProvider for TableProviderImpl {
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let caller = Caller::of_session(state);
         let scope = scope_for(&self.def, &caller);
-        let mut rows: Vec<StoredRow> = match key_lookup(&self.def, filters) {
-            Some(mut keys) => {
-                keys.sort();
-                keys.dedup();
-                self.registry
-                    .get_rows(&self.def, &scope, &keys)?
-                    .into_iter()
-                    .flatten()
-                    .filter(|r| !r.deleted)
-                    .collect()
-            }
-            None => self.registry.scan(&self.def, &scope)?,
+        let def = &self.def;
+        let lookup = key_lookup(def, filters).map(|mut keys| {
+            keys.sort();
+            keys.dedup();
+            keys
+        });
+        // Hot versions first (tombstones included: they hide older Parquet
+        // versions), then the Parquet files.
+        let hot: Vec<(Vec<u8>, StoredRow)> = match &lookup {
+            Some(keys) => keys
+                .iter()
+                .cloned()
+                .zip(self.registry.get_rows(def, &scope, keys)?)
+                .filter_map(|(k, r)| r.map(|r| (k, r)))
+                .collect(),
+            None => self.registry.scan_keyed(def, &scope)?,
         };
-        if let (Some(limit), true) = (limit, filters.is_empty()) {
-            rows.truncate(limit);
-        }
         let projection: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),
         };
         let schema = Arc::new(self.schema.project(&projection)?);
-        let batch = rows_to_batch(&self.def, &rows, schema.clone(), &projection)?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            schema,
-            None,
-        )?)
+        let cold_filter = match &lookup {
+            Some(keys) => ColdFilter::Always(key_predicate(def, keys)?, Some(keys.clone())),
+            None => match conjunction(filters.iter().cloned()) {
+                Some(predicate) => {
+                    let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+                    match state.create_physical_expr(predicate, &df_schema) {
+                        Ok(p) => ColdFilter::IfDisjoint(p),
+                        Err(_) => ColdFilter::None,
+                    }
+                }
+                None => ColdFilter::None,
+            },
+        };
+        let hot_keys: HashSet<Vec<u8>> = hot.iter().map(|(k, _)| k.clone()).collect();
+        let cold = self
+            .registry
+            .cold_rows(
+                def,
+                &scope,
+                &hot_keys,
+                projection.clone(),
+                cold_filter,
+                false,
+                state.task_ctx(),
+            )
+            .await?;
+        let visible_columns: Vec<usize> = (0..projection.len()).collect();
+        let mut batches = Vec::with_capacity(cold.len() + 1);
+        for batch in cold {
+            batches.push(batch.project(&visible_columns)?);
+        }
+        let mut rows: Vec<StoredRow> = hot
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| !r.deleted)
+            .collect();
+        if let (Some(limit), true) = (limit, filters.is_empty()) {
+            let cold_rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            rows.truncate(limit.saturating_sub(cold_rows));
+        }
+        batches.push(rows_to_batch(def, &rows, schema.clone(), &projection)?);
+        Ok(MemorySourceConfig::try_new_exec(&[batches], schema, None)?)
     }
 
     async fn insert_into(
@@ -286,7 +326,7 @@ impl DataSink for TableSink {
     async fn write_all(
         &self,
         mut data: SendableRecordBatchStream,
-        _context: &Arc<TaskContext>,
+        context: &Arc<TaskContext>,
     ) -> datafusion::error::Result<u64> {
         let def = &self.def;
         let now = kalamdb_model::Timestamp::now().0;
@@ -331,7 +371,10 @@ impl DataSink for TableSink {
         }
         let _guard = self.registry.lock_partition(def, &self.scope).await;
         let keys: Vec<Vec<u8>> = writes.iter().map(|w| w.pk.clone()).collect();
-        let existing = self.registry.get_rows(def, &self.scope, &keys)?;
+        let existing = self
+            .registry
+            .current_rows(def, &self.scope, &keys, context.clone())
+            .await?;
         for (write, existing) in writes.iter().zip(existing) {
             if existing.is_some_and(|r| !r.deleted) {
                 return Err(EngineError::Constraint(format!(

@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::def::{ColumnSpec, FlushPolicy, TableDef, TableKind};
 use super::keys::Scope;
 use super::row::StoredRow;
+use crate::cold::{ColdTier, manifest};
 use crate::error::{EngineError, Result};
 use crate::ids::{SeqGen, Snowflake};
 use crate::live::{Change, LiveRouter};
@@ -53,6 +54,8 @@ pub struct TableRegistry {
     stripes: Vec<tokio::sync::Mutex<()>>,
     /// Subscriptions fed by every commit.
     pub live: Arc<LiveRouter>,
+    /// Parquet files: locations, manifest, flush requests.
+    pub cold: ColdTier,
 }
 
 impl std::fmt::Debug for TableRegistry {
@@ -70,7 +73,7 @@ pub fn schema_id(table_id: &str, version: i32) -> String {
 
 impl TableRegistry {
     /// Loads every table's current definition from the system tables.
-    pub fn open(storage: Arc<Storage>, stores: &SystemStores) -> Result<Self> {
+    pub fn open(storage: Arc<Storage>, stores: &SystemStores, cold: ColdTier) -> Result<Self> {
         let high_water = storage
             .get(META_CF, SEQ_HIGH_WATER_KEY)?
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
@@ -99,6 +102,7 @@ impl TableRegistry {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             live: Arc::new(LiveRouter::default()),
+            cold,
         })
     }
 
@@ -119,6 +123,11 @@ impl TableRegistry {
             .collect();
         names.sort();
         names
+    }
+
+    /// Every table's definition.
+    pub fn all(&self) -> Vec<Arc<TableDef>> {
+        self.defs.read().values().cloned().collect()
     }
 
     pub(crate) fn register(&self, def: TableDef) {
@@ -170,6 +179,33 @@ impl TableRegistry {
             .iter()
             .map(|(_, value)| StoredRow::decode(value))
             .collect()
+    }
+
+    /// Every hot version of a partition with its primary key bytes.
+    pub fn scan_keyed(&self, def: &TableDef, scope: &Scope) -> Result<Vec<(Vec<u8>, StoredRow)>> {
+        self.scan_raw(def, scope)?
+            .into_iter()
+            .map(|(_, pk, value)| Ok((pk, StoredRow::decode(&value)?)))
+            .collect()
+    }
+
+    /// Every hot version of a partition as (RocksDB key, primary key bytes,
+    /// encoded row), in key order.
+    pub fn scan_raw(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>> {
+        let prefix = scope.prefix();
+        Ok(self
+            .storage
+            .scan_prefix(&def.column_family(), &prefix)?
+            .into_iter()
+            .map(|(key, value)| {
+                let pk = key[prefix.len()..].to_vec();
+                (key, pk, value)
+            })
+            .collect())
     }
 
     /// The stored version (live or tombstone) of each primary key.
@@ -227,8 +263,17 @@ impl TableRegistry {
             key: SEQ_HIGH_WATER_KEY.to_vec(),
             value: high_water.to_be_bytes().to_vec(),
         });
+        // Rows written since the last flush, for FLUSH POLICY ROWS.
+        let table_id = def.table_id();
+        let unflushed = manifest::counter(&self.storage, &table_id, scope)? + changes.len() as u64;
+        ops.push(manifest::counter_op(&table_id, scope, unflushed));
         self.storage.write(ops)?;
         self.live.publish(def, scope, &changes);
+        if let (Some(rows), _) = self.cold.policy(def)
+            && unflushed >= rows
+        {
+            self.cold.request_flush(def, scope);
+        }
         Ok(changes.into_iter().map(|c| c.new).collect())
     }
 }

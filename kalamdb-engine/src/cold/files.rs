@@ -1,0 +1,258 @@
+//! Parquet files: writing a partition's rows, and scanning files through
+//! DataFusion's Parquet source (statistics and bloom-filter pruning,
+//! predicate pushdown).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{binary, col, in_list, lit};
+use datafusion::physical_plan::collect;
+use kalamdb_model::StorageKey;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use super::location::location_url;
+use super::manifest::ColdFile;
+use crate::error::{EngineError, Result};
+use crate::table::TableDef;
+use crate::table::def::{ColumnType, DELETED_COLUMN, SEQ_COLUMN};
+use crate::table::row::{StoredRow, array_to_cells, rows_to_batch};
+
+/// Rows per Parquet row group: small enough that statistics prune well.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Encodes rows (sorted by key) as a Parquet file: zstd, page statistics on
+/// every column (so `_seq` and `_updated` ranges prune), a bloom filter on
+/// the primary key.
+pub fn encode(def: &TableDef, rows: &[StoredRow]) -> Result<(Bytes, usize)> {
+    let schema = def.arrow_schema();
+    let all: Vec<usize> = (0..schema.fields().len()).collect();
+    let batch = rows_to_batch(def, rows, schema.clone(), &all)?;
+    let memory = batch.get_array_memory_size();
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(parquet_error)?,
+        ))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_column_bloom_filter_enabled(ColumnPath::from(def.key_column().name.as_str()), true)
+        .set_created_by(format!("KalamDB {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut buffer = Vec::with_capacity(memory / 2);
+    let mut writer =
+        ArrowWriter::try_new(&mut buffer, schema, Some(properties)).map_err(parquet_error)?;
+    writer.write(&batch).map_err(parquet_error)?;
+    writer.close().map_err(parquet_error)?;
+    let memory = memory + buffer.capacity();
+    Ok((Bytes::from(buffer), memory))
+}
+
+fn parquet_error(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Internal(format!("parquet: {e}"))
+}
+
+/// A scan of `files` (all in one location) returning the `columns`
+/// (indices into the table schema), with rows not matching `predicate`
+/// dropped as early as statistics, bloom filters and decoding allow.
+pub async fn scan(
+    def: &TableDef,
+    files: &[ColdFile],
+    columns: &[usize],
+    predicate: Option<Arc<dyn PhysicalExpr>>,
+    task: Arc<TaskContext>,
+) -> Result<Vec<RecordBatch>> {
+    let mut by_location: HashMap<&str, Vec<&ColdFile>> = HashMap::new();
+    for file in files {
+        by_location.entry(&file.location).or_default().push(file);
+    }
+    let mut out = Vec::new();
+    for (location, files) in by_location {
+        let mut source = ParquetSource::new(def.arrow_schema())
+            .with_pushdown_filters(true)
+            .with_bloom_filter_on_read(true)
+            .with_enable_page_index(true);
+        if let Some(predicate) = &predicate {
+            source = source.with_predicate(predicate.clone());
+        }
+        let mut builder = FileScanConfigBuilder::new(location_url(location), Arc::new(source))
+            .with_projection_indices(Some(columns.to_vec()))?;
+        for file in files {
+            builder = builder.with_file(PartitionedFile::new(file.path.clone(), file.bytes));
+        }
+        let plan = DataSourceExec::from_data_source(builder.build());
+        out.extend(collect(plan, task.clone()).await?);
+    }
+    Ok(out)
+}
+
+/// The literal of an encoded primary key.
+fn pk_literal(ty: ColumnType, pk: &[u8]) -> Result<ScalarValue> {
+    let int = || -> Result<i64> {
+        let bytes: [u8; 8] = pk
+            .try_into()
+            .map_err(|_| EngineError::Internal("corrupt integer key".into()))?;
+        Ok((u64::from_be_bytes(bytes) ^ (1 << 63)) as i64)
+    };
+    Ok(match ty {
+        ColumnType::Int => ScalarValue::Int32(Some(int()? as i32)),
+        ColumnType::BigInt => ScalarValue::Int64(Some(int()?)),
+        _ => ScalarValue::Utf8(Some(
+            String::from_utf8(pk.to_vec())
+                .map_err(|_| EngineError::Internal("corrupt text key".into()))?,
+        )),
+    })
+}
+
+/// `pk IN (…)` over the table schema.
+pub fn key_predicate(def: &TableDef, pks: &[Vec<u8>]) -> Result<Arc<dyn PhysicalExpr>> {
+    let schema = def.arrow_schema();
+    let key = def.key_column();
+    let list = pks
+        .iter()
+        .map(|pk| pk_literal(key.ty, pk).map(lit))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(in_list(col(&key.name, &schema)?, list, &false, &schema)?)
+}
+
+/// `_seq > from` over the table schema.
+pub fn seq_after(def: &TableDef, from: i64) -> Result<Arc<dyn PhysicalExpr>> {
+    let schema = def.arrow_schema();
+    Ok(binary(
+        col(SEQ_COLUMN, &schema)?,
+        Operator::Gt,
+        lit(from),
+        &schema,
+    )?)
+}
+
+/// Encoded primary keys of a key column, as `encode_pk` encodes them.
+pub fn encoded_keys(array: &ArrayRef) -> Result<Vec<Vec<u8>>> {
+    let keys = (0..array.len()).map(|i| -> Result<Vec<u8>> {
+        if array.is_null(i) {
+            return Err(EngineError::Internal("a stored primary key is NULL".into()));
+        }
+        Ok(match array.data_type() {
+            datafusion::arrow::datatypes::DataType::Int32 => {
+                (array.as_primitive::<Int32Type>().value(i) as i64).storage_key()
+            }
+            datafusion::arrow::datatypes::DataType::Int64 => {
+                array.as_primitive::<Int64Type>().value(i).storage_key()
+            }
+            _ => array.as_string::<i32>().value(i).as_bytes().to_vec(),
+        })
+    });
+    keys.collect()
+}
+
+/// Rows of a batch holding every column of the table schema.
+pub fn batch_to_rows(def: &TableDef, batch: &RecordBatch) -> Result<Vec<StoredRow>> {
+    let n = def.user_column_count();
+    let cells: Vec<Vec<serde_json::Value>> = def
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| array_to_cells(batch.column(i), spec.ty, &spec.name))
+        .collect::<Result<_>>()?;
+    let seq = batch.column(n).as_primitive::<Int64Type>();
+    let updated = batch
+        .column(n + 1)
+        .as_primitive::<TimestampMicrosecondType>();
+    let deleted = batch.column(n + 2).as_boolean();
+    Ok((0..batch.num_rows())
+        .map(|row| StoredRow {
+            seq: seq.value(row),
+            updated: updated.value(row),
+            deleted: deleted.value(row),
+            values: cells.iter().map(|c| c[row].clone()).collect(),
+        })
+        .collect())
+}
+
+/// Where the key, `_seq` and `_deleted` are among scanned `columns`.
+pub struct SystemPositions {
+    pub key: usize,
+    pub seq: usize,
+    pub deleted: usize,
+}
+
+impl SystemPositions {
+    /// `columns` extended (if needed) with the key, `_seq` and `_deleted`.
+    pub fn extend(def: &TableDef, columns: &mut Vec<usize>) -> SystemPositions {
+        let schema = def.arrow_schema();
+        let mut position = |index: usize| match columns.iter().position(|&c| c == index) {
+            Some(p) => p,
+            None => {
+                columns.push(index);
+                columns.len() - 1
+            }
+        };
+        let key = position(def.primary_key);
+        let seq = position(
+            schema
+                .index_of(SEQ_COLUMN)
+                .unwrap_or(def.user_column_count()),
+        );
+        let deleted = position(
+            schema
+                .index_of(DELETED_COLUMN)
+                .unwrap_or(def.user_column_count() + 2),
+        );
+        SystemPositions { key, seq, deleted }
+    }
+}
+
+/// Keeps the rows of `batch` where `keep` is true.
+pub fn retain(batch: &RecordBatch, keep: Vec<bool>) -> Result<RecordBatch> {
+    filter_record_batch(batch, &BooleanArray::from(keep))
+        .map_err(|e| EngineError::Internal(format!("cannot filter rows: {e}")))
+}
+
+/// Builds the manifest entry of a file written from `rows` (sorted by key).
+pub fn describe(
+    name: String,
+    location: &str,
+    path: String,
+    rows: &[StoredRow],
+    pks: (&[u8], &[u8]),
+    bytes: u64,
+) -> ColdFile {
+    ColdFile {
+        name,
+        location: location.to_string(),
+        path,
+        rows: rows.len() as u64,
+        tombstones: rows.iter().filter(|r| r.deleted).count() as u64,
+        bytes,
+        min_seq: rows.iter().map(|r| r.seq).min().unwrap_or_default(),
+        max_seq: rows.iter().map(|r| r.seq).max().unwrap_or_default(),
+        min_pk: pks.0.to_vec(),
+        max_pk: pks.1.to_vec(),
+        oldest_tombstone: rows.iter().filter(|r| r.deleted).map(|r| r.updated).min(),
+        created_at: kalamdb_model::Timestamp::now().0,
+    }
+}
+
+/// True when no two files can hold the same key (their key ranges do not
+/// overlap), so a filter may be pushed into the scan without exposing an
+/// older version of a row whose newer version does not match.
+pub fn disjoint(files: &[ColdFile]) -> bool {
+    let mut ranges: Vec<(&[u8], &[u8])> = files
+        .iter()
+        .map(|f| (f.min_pk.as_slice(), f.max_pk.as_slice()))
+        .collect();
+    ranges.sort();
+    ranges.windows(2).all(|w| w[0].1 < w[1].0)
+}

@@ -1,0 +1,634 @@
+//! The Parquet cold tier.
+//!
+//! A flush moves one partition's row versions (one user of a USER table, or
+//! a SHARED table) from RocksDB into a Parquet file of the table's storage
+//! location: the file is written under a temporary name, fsynced and
+//! renamed (a PUT on S3); then one RocksDB write batch records it in the
+//! manifest and deletes exactly the versions it holds (a row rewritten
+//! meanwhile keeps its newer version). A crash before that batch leaves an
+//! unlisted file that no read ever opens and cleanup removes; after it,
+//! the rows are in exactly one place.
+//!
+//! Reads merge the tiers: hot versions always win (they are newer than
+//! anything flushed), among files the newest `_seq` per key wins, and
+//! tombstones hide what they delete. Filters are pushed into the Parquet
+//! scan only when that cannot expose an older version: key lookups and
+//! `_seq >` ranges always, other filters when the partition's files have
+//! disjoint key ranges (append-mostly tables, and every table after
+//! compaction).
+
+pub mod files;
+pub mod location;
+pub mod manifest;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::physical_expr::PhysicalExpr;
+use tokio::sync::mpsc;
+
+use crate::error::{EngineError, Result};
+use crate::storage::WriteOp;
+use crate::table::keys::Scope;
+use crate::table::registry::TableRegistry;
+use crate::table::row::StoredRow;
+use crate::table::{TableDef, TableKind};
+use files::SystemPositions;
+use location::Locations;
+use manifest::ColdFile;
+
+/// How many times a read retries when a file it listed was removed by a
+/// concurrent compaction.
+const READ_ATTEMPTS: usize = 3;
+
+/// A request from a commit for a flush of one partition (its row count
+/// crossed the table's `FLUSH POLICY ROWS`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FlushRequest {
+    pub table_id: String,
+    pub scope: Scope,
+}
+
+/// Flush defaults for tables that declare no policy.
+#[derive(Debug, Clone)]
+pub struct ColdConfig {
+    /// Rows per partition that trigger a flush.
+    pub default_flush_rows: u64,
+    /// Seconds between background flushes of a table.
+    pub default_flush_interval_secs: u64,
+    /// Files of a partition smaller than `small_file_bytes` that trigger an
+    /// automatic compaction (0 disables it).
+    pub compact_min_files: usize,
+    pub small_file_bytes: u64,
+}
+
+impl Default for ColdConfig {
+    fn default() -> Self {
+        ColdConfig {
+            default_flush_rows: 10_000,
+            default_flush_interval_secs: 300,
+            compact_min_files: 10,
+            small_file_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Locations, the runtime whose object-store registry knows them, and the
+/// channel commits use to ask for flushes.
+pub struct ColdTier {
+    pub locations: Locations,
+    pub runtime: Arc<RuntimeEnv>,
+    pub config: ColdConfig,
+    requests: mpsc::UnboundedSender<FlushRequest>,
+}
+
+impl std::fmt::Debug for ColdTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColdTier")
+            .field("locations", &self.locations)
+            .finish()
+    }
+}
+
+/// Which filter a cold read may push into the Parquet scan.
+pub enum ColdFilter {
+    None,
+    /// Safe whatever the files hold (key lookups, `_seq >`); the keys, if
+    /// given, also skip files whose key range holds none of them.
+    Always(Arc<dyn PhysicalExpr>, Option<Vec<Vec<u8>>>),
+    /// Safe only when the files' key ranges are disjoint.
+    IfDisjoint(Arc<dyn PhysicalExpr>),
+}
+
+impl ColdTier {
+    pub fn new(
+        runtime: Arc<RuntimeEnv>,
+        config: ColdConfig,
+    ) -> (ColdTier, mpsc::UnboundedReceiver<FlushRequest>) {
+        let (requests, receiver) = mpsc::unbounded_channel();
+        (
+            ColdTier {
+                locations: Locations::default(),
+                runtime,
+                config,
+                requests,
+            },
+            receiver,
+        )
+    }
+
+    /// Opens a storage location and registers it with DataFusion.
+    pub fn open_location(
+        &self,
+        location: &kalamdb_model::StorageLocation,
+    ) -> Result<Arc<location::ColdStore>> {
+        let store = self.locations.add(location)?;
+        self.runtime
+            .register_object_store(store.url().as_ref(), store.store.clone());
+        Ok(store)
+    }
+
+    /// A task context for reads outside a query.
+    pub fn task(&self) -> Arc<TaskContext> {
+        Arc::new(TaskContext::default().with_runtime(self.runtime.clone()))
+    }
+
+    /// The flush policy in force: the table's, else the configured default.
+    pub fn policy(&self, def: &TableDef) -> (Option<u64>, Option<u64>) {
+        let policy = &def.flush_policy;
+        if policy.rows.is_none() && policy.interval_secs.is_none() {
+            (
+                Some(self.config.default_flush_rows).filter(|r| *r > 0),
+                Some(self.config.default_flush_interval_secs).filter(|s| *s > 0),
+            )
+        } else {
+            (policy.rows, policy.interval_secs)
+        }
+    }
+
+    pub(crate) fn request_flush(&self, def: &TableDef, scope: &Scope) {
+        let _ = self.requests.send(FlushRequest {
+            table_id: def.table_id(),
+            scope: scope.clone(),
+        });
+    }
+}
+
+/// What one partition's flush did.
+#[derive(Debug, Default, Clone)]
+pub struct PartitionFlush {
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: u64,
+    /// Bytes held in memory while encoding.
+    pub memory: usize,
+}
+
+/// What one partition's compaction did.
+#[derive(Debug, Default, Clone)]
+pub struct PartitionCompaction {
+    pub files_before: u64,
+    pub files_after: u64,
+    pub rows_before: u64,
+    pub rows_after: u64,
+    pub bytes: u64,
+    pub memory: usize,
+}
+
+fn is_not_found(e: &EngineError) -> bool {
+    let text = e.to_string();
+    text.contains("not found") || text.contains("NotFound") || text.contains("No such file")
+}
+
+impl TableRegistry {
+    /// Parquet rows of a partition that are the visible version of their key:
+    /// not shadowed by a hot version (`hot_keys`), the newest among files,
+    /// and (unless `keep_tombstones`) not deleted. Call after reading the hot
+    /// rows: a flush committing in between then shows a row twice (same
+    /// version, dropped by the caller's hot-key check), never zero times.
+    /// Returns batches of `columns` followed by any of key, `_seq` and
+    /// `_deleted` the caller did not ask for.
+    pub async fn cold_rows(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+        hot_keys: &HashSet<Vec<u8>>,
+        mut columns: Vec<usize>,
+        filter: ColdFilter,
+        keep_tombstones: bool,
+        task: Arc<TaskContext>,
+    ) -> Result<Vec<RecordBatch>> {
+        let positions = SystemPositions::extend(def, &mut columns);
+        let table_id = def.table_id();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut files = manifest::files(self.storage(), &table_id, scope)?;
+            if let ColdFilter::Always(_, Some(keys)) = &filter {
+                files.retain(|f| {
+                    keys.iter()
+                        .any(|k| f.min_pk.as_slice() <= k.as_slice() && k <= &f.max_pk)
+                });
+            }
+            if files.is_empty() {
+                return Ok(Vec::new());
+            }
+            let single_version = files::disjoint(&files);
+            let predicate = match &filter {
+                ColdFilter::Always(p, _) => Some(p.clone()),
+                ColdFilter::IfDisjoint(p) if single_version => Some(p.clone()),
+                _ => None,
+            };
+            match files::scan(def, &files, &columns, predicate, task.clone()).await {
+                Ok(batches) => {
+                    return visible(
+                        batches,
+                        &positions,
+                        hot_keys,
+                        single_version,
+                        keep_tombstones,
+                    );
+                }
+                Err(e) if attempt < READ_ATTEMPTS && is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The current version (live or tombstone) of each key, from either tier.
+    pub async fn current_rows(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+        pks: &[Vec<u8>],
+        task: Arc<TaskContext>,
+    ) -> Result<Vec<Option<StoredRow>>> {
+        let mut rows = self.get_rows(def, scope, pks)?;
+        let missing: Vec<Vec<u8>> = pks
+            .iter()
+            .zip(&rows)
+            .filter(|(_, r)| r.is_none())
+            .map(|(pk, _)| pk.clone())
+            .collect();
+        if missing.is_empty() {
+            return Ok(rows);
+        }
+        let all: Vec<usize> = (0..def.arrow_schema().fields().len()).collect();
+        let predicate = files::key_predicate(def, &missing)?;
+        let batches = self
+            .cold_rows(
+                def,
+                scope,
+                &HashSet::new(),
+                all,
+                ColdFilter::Always(predicate, Some(missing)),
+                true,
+                task,
+            )
+            .await?;
+        let mut found: HashMap<Vec<u8>, StoredRow> = HashMap::new();
+        for batch in &batches {
+            let keys = files::encoded_keys(batch.column(def.primary_key))?;
+            for (key, row) in keys.into_iter().zip(files::batch_to_rows(def, batch)?) {
+                found.insert(key, row);
+            }
+        }
+        for (pk, row) in pks.iter().zip(rows.iter_mut()) {
+            if row.is_none() {
+                *row = found.remove(pk);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The newest version of every key of a partition changed after `from`
+    /// (tombstones included), from both tiers, in `_seq` order.
+    pub async fn versions_since(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+        from: i64,
+        task: Arc<TaskContext>,
+    ) -> Result<Vec<StoredRow>> {
+        let hot = self.scan_keyed(def, scope)?;
+        let hot_keys: HashSet<Vec<u8>> = hot.iter().map(|(k, _)| k.clone()).collect();
+        let all: Vec<usize> = (0..def.arrow_schema().fields().len()).collect();
+        let batches = self
+            .cold_rows(
+                def,
+                scope,
+                &hot_keys,
+                all,
+                ColdFilter::Always(files::seq_after(def, from)?, None),
+                true,
+                task,
+            )
+            .await?;
+        let mut versions: Vec<StoredRow> = hot
+            .into_iter()
+            .map(|(_, row)| row)
+            .filter(|r| r.seq > from)
+            .collect();
+        for batch in &batches {
+            versions.extend(files::batch_to_rows(def, batch)?);
+        }
+        versions.sort_by_key(|r| r.seq);
+        Ok(versions)
+    }
+
+    /// Moves one partition's hot versions to a new Parquet file.
+    pub async fn flush_partition(&self, def: &TableDef, scope: &Scope) -> Result<PartitionFlush> {
+        let table_id = def.table_id();
+        let (rows, counted) = {
+            let _guard = self.lock_partition(def, scope).await;
+            (
+                self.scan_raw(def, scope)?,
+                manifest::counter(self.storage(), &table_id, scope)?,
+            )
+        };
+        let mut outcome = PartitionFlush::default();
+        if !rows.is_empty() {
+            let store = self.cold.locations.get(&def.storage_location)?;
+            let name = format!("batch-{}.parquet", self.snowflake_id());
+            let path = format!(
+                "{}/{name}",
+                store.directory(&def.namespace, &def.name, scope)
+            );
+            let decoded: Vec<StoredRow> = rows
+                .iter()
+                .map(|(_, _, bytes)| StoredRow::decode(bytes))
+                .collect::<Result<_>>()?;
+            let encode_def = def.clone();
+            let (data, rows_for_stats) = tokio::task::spawn_blocking(move || {
+                files::encode(&encode_def, &decoded).map(|d| (d, decoded))
+            })
+            .await
+            .map_err(|e| EngineError::Internal(format!("flush task failed: {e}")))??;
+            let ((data, memory), decoded) = (data, rows_for_stats);
+            let bytes = data.len() as u64;
+            store.put(&path, data).await?;
+            let first = &rows[0].1;
+            let last = &rows[rows.len() - 1].1;
+            let file = files::describe(name, &store.name, path, &decoded, (first, last), bytes);
+            outcome = PartitionFlush {
+                rows: decoded.len() as u64,
+                bytes,
+                files: 1,
+                memory,
+            };
+            let family = def.column_family();
+            let _guard = self.lock_partition(def, scope).await;
+            let mut ops = vec![manifest::add_op(&table_id, scope, &file)?];
+            for (key, _, bytes) in &rows {
+                // Only the version that was flushed: a newer one stays hot.
+                if self.storage().get(&family, key)?.as_deref() == Some(bytes.as_slice()) {
+                    ops.push(WriteOp::Delete {
+                        cf: family.clone(),
+                        key: key.clone(),
+                    });
+                }
+            }
+            let now_count = manifest::counter(self.storage(), &table_id, scope)?;
+            ops.push(manifest::counter_op(
+                &table_id,
+                scope,
+                now_count.saturating_sub(counted),
+            ));
+            self.storage().write(ops)?;
+        } else if counted > 0 {
+            let _guard = self.lock_partition(def, scope).await;
+            let now_count = manifest::counter(self.storage(), &table_id, scope)?;
+            self.storage().write(vec![manifest::counter_op(
+                &table_id,
+                scope,
+                now_count.saturating_sub(counted),
+            )])?;
+        }
+        Ok(outcome)
+    }
+
+    /// Rewrites a partition's files as one: the newest version of each key,
+    /// without tombstones older than the table's deleted retention.
+    pub async fn compact_partition(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+    ) -> Result<PartitionCompaction> {
+        let table_id = def.table_id();
+        let old_files = manifest::files(self.storage(), &table_id, scope)?;
+        let cutoff = kalamdb_model::Timestamp::now().0
+            - i64::from(def.deleted_retention_hours) * 3_600_000_000;
+        let expired = old_files
+            .iter()
+            .any(|f| f.oldest_tombstone.is_some_and(|t| t <= cutoff));
+        if old_files.len() < 2 && !expired {
+            return Ok(PartitionCompaction {
+                files_before: old_files.len() as u64,
+                files_after: old_files.len() as u64,
+                ..Default::default()
+            });
+        }
+        let all: Vec<usize> = (0..def.arrow_schema().fields().len()).collect();
+        let batches = files::scan(def, &old_files, &all, None, self.cold.task()).await?;
+        let positions = SystemPositions {
+            key: def.primary_key,
+            seq: def.user_column_count(),
+            deleted: def.user_column_count() + 2,
+        };
+        let newest = visible(batches, &positions, &HashSet::new(), false, true)?;
+        let mut rows: Vec<(Vec<u8>, StoredRow)> = Vec::new();
+        for batch in &newest {
+            let keys = files::encoded_keys(batch.column(def.primary_key))?;
+            rows.extend(keys.into_iter().zip(files::batch_to_rows(def, batch)?));
+        }
+        let rows_before: u64 = old_files.iter().map(|f| f.rows).sum();
+        rows.retain(|(_, r)| !(r.deleted && r.updated <= cutoff));
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let store = self.cold.locations.get(&def.storage_location)?;
+        let mut ops = Vec::new();
+        let mut outcome = PartitionCompaction {
+            files_before: old_files.len() as u64,
+            rows_before,
+            rows_after: rows.len() as u64,
+            ..Default::default()
+        };
+        if !rows.is_empty() {
+            let name = format!("batch-{}.parquet", self.snowflake_id());
+            let path = format!(
+                "{}/{name}",
+                store.directory(&def.namespace, &def.name, scope)
+            );
+            let (keys, decoded): (Vec<Vec<u8>>, Vec<StoredRow>) = rows.into_iter().unzip();
+            let encode_def = def.clone();
+            let ((data, memory), decoded) = tokio::task::spawn_blocking(move || {
+                files::encode(&encode_def, &decoded).map(|d| (d, decoded))
+            })
+            .await
+            .map_err(|e| EngineError::Internal(format!("compaction task failed: {e}")))??;
+            outcome.bytes = data.len() as u64;
+            outcome.memory = memory;
+            outcome.files_after = 1;
+            let bytes = data.len() as u64;
+            store.put(&path, data).await?;
+            let file = files::describe(
+                name,
+                &store.name,
+                path,
+                &decoded,
+                (&keys[0], &keys[keys.len() - 1]),
+                bytes,
+            );
+            ops.push(manifest::add_op(&table_id, scope, &file)?);
+        }
+        for file in &old_files {
+            ops.push(manifest::remove_op(&table_id, scope, &file.name));
+        }
+        self.storage().write(ops)?;
+        for file in &old_files {
+            if let Ok(store) = self.cold.locations.get(&file.location)
+                && let Err(e) = store.delete(&file.path).await
+            {
+                tracing::warn!("cannot remove compacted file {}: {e}", file.path);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Removes files of a table's partitions that no manifest lists (left by
+    /// a crash between writing a file and recording it) and temporary files.
+    pub async fn remove_orphans(&self, def: &TableDef) -> Result<u64> {
+        let store = self.cold.locations.get(&def.storage_location)?;
+        let Some(directory) = store.table_directory(&def.namespace, &def.name) else {
+            return Ok(0);
+        };
+        let listed: HashSet<String> = manifest::all_files(self.storage(), &def.table_id())?
+            .into_iter()
+            .flat_map(|(_, files)| files.into_iter().map(|f| f.path))
+            .collect();
+        // Files written in the last minute may belong to a flush in progress.
+        let now = kalamdb_model::Timestamp::now().0;
+        let mut removed = 0;
+        for (path, _) in store.list(&directory).await? {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            let ours = name.starts_with("batch-") || name.starts_with(".batch-");
+            if !ours || listed.contains(&path) {
+                continue;
+            }
+            let written = name
+                .trim_start_matches('.')
+                .trim_start_matches("batch-")
+                .split('.')
+                .next()
+                .and_then(|id| id.parse::<i64>().ok())
+                .map(crate::ids::snowflake_micros)
+                .unwrap_or(0);
+            if now - written > 60_000_000 {
+                store.delete(&path).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The write-batch operations forgetting a dropped table's manifest
+    /// and counters, and the files to remove once they are committed.
+    pub(crate) fn drop_cold_ops(&self, table_id: &str) -> Result<(Vec<WriteOp>, Vec<ColdFile>)> {
+        let files = manifest::all_files(self.storage(), table_id)?
+            .into_iter()
+            .flat_map(|(_, files)| files)
+            .collect();
+        Ok((manifest::drop_ops(self.storage(), table_id)?, files))
+    }
+
+    /// Removes a dropped table's files in the background.
+    pub(crate) fn remove_dropped_files(&self, def: &TableDef, files: Vec<ColdFile>) {
+        let stores: Vec<_> = files
+            .into_iter()
+            .filter_map(|f| Some((self.cold.locations.get(&f.location).ok()?, f.path)))
+            .collect();
+        let table_store = self.cold.locations.get(&def.storage_location).ok();
+        let directory = table_store
+            .as_ref()
+            .and_then(|s| s.table_directory(&def.namespace, &def.name));
+        let work = async move {
+            for (store, path) in stores {
+                if let Err(e) = store.delete(&path).await {
+                    tracing::warn!("cannot remove {path} of a dropped table: {e}");
+                }
+            }
+            if let (Some(store), Some(directory)) = (table_store, directory) {
+                store.remove_local_dir(&directory);
+            }
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(work);
+        }
+    }
+
+    /// Partitions of a table with unflushed rows.
+    pub fn pending_partitions(&self, def: &TableDef) -> Result<Vec<Scope>> {
+        Ok(manifest::pending(self.storage(), &def.table_id())?
+            .into_iter()
+            .map(|(scope, _)| scope)
+            .collect())
+    }
+
+    /// Partitions of a table holding Parquet files.
+    pub fn cold_partitions(&self, def: &TableDef) -> Result<Vec<(Scope, Vec<ColdFile>)>> {
+        manifest::all_files(self.storage(), &def.table_id())
+    }
+
+    /// True when a partition has enough small files to compact.
+    pub fn needs_compaction(&self, def: &TableDef, scope: &Scope) -> Result<bool> {
+        let min = self.cold.config.compact_min_files;
+        if min == 0 {
+            return Ok(false);
+        }
+        let small = manifest::files(self.storage(), &def.table_id(), scope)?
+            .iter()
+            .filter(|f| f.bytes < self.cold.config.small_file_bytes)
+            .count();
+        Ok(small >= min)
+    }
+
+    /// The scope a partition of `def` is addressed by in job parameters.
+    pub fn scope_label(def: &TableDef, scope: &Scope) -> String {
+        match (def.kind, scope) {
+            (TableKind::User, Scope::User(id)) => format!("user:{id}"),
+            _ => "shared".into(),
+        }
+    }
+}
+
+/// Keeps the visible version of each key (see [`TableRegistry::cold_rows`]).
+fn visible(
+    batches: Vec<RecordBatch>,
+    positions: &SystemPositions,
+    hot_keys: &HashSet<Vec<u8>>,
+    single_version: bool,
+    keep_tombstones: bool,
+) -> Result<Vec<RecordBatch>> {
+    let mut keys_of = Vec::with_capacity(batches.len());
+    for batch in &batches {
+        keys_of.push(files::encoded_keys(batch.column(positions.key))?);
+    }
+    // Winner (batch, row) per key when files may repeat a key.
+    let mut winners: HashMap<&[u8], (i64, usize, usize)> = HashMap::new();
+    if !single_version {
+        for (b, (batch, keys)) in batches.iter().zip(&keys_of).enumerate() {
+            let seqs = batch.column(positions.seq).as_primitive::<Int64Type>();
+            for (row, key) in keys.iter().enumerate() {
+                let seq = seqs.value(row);
+                let entry = winners.entry(key.as_slice()).or_insert((seq, b, row));
+                if seq > entry.0 {
+                    *entry = (seq, b, row);
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(batches.len());
+    for (b, (batch, keys)) in batches.iter().zip(&keys_of).enumerate() {
+        let deleted = batch.column(positions.deleted).as_boolean();
+        let keep: Vec<bool> = keys
+            .iter()
+            .enumerate()
+            .map(|(row, key)| {
+                !hot_keys.contains(key)
+                    && (keep_tombstones || !deleted.value(row))
+                    && (single_version
+                        || winners
+                            .get(key.as_slice())
+                            .is_some_and(|&(_, wb, wr)| wb == b && wr == row))
+            })
+            .collect();
+        let kept = files::retain(batch, keep)?;
+        if kept.num_rows() > 0 {
+            out.push(kept);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,558 @@
+//! Background jobs: flush, compaction and cleanup, each one row of
+//! `system.jobs` that goes `queued → running → completed | failed`.
+//!
+//! A job is written as `queued` before it is handed to the worker, so a
+//! shutdown (or a crash) never loses it: at start every `queued` or
+//! `running` row is queued again (flushes and compactions are idempotent:
+//! a flush moves whatever is still hot, a compaction rewrites whatever
+//! files are listed). One worker runs jobs in order, so two jobs never
+//! rewrite the same partition at once. A scheduler ticks every second for
+//! interval flushes, periodic cleanup and pruning of old job rows; commits
+//! that cross a `FLUSH POLICY ROWS` threshold ask for a flush of just that
+//! partition.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kalamdb_model::{Job, Timestamp};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use crate::cold::{ColdFilter, FlushRequest, files};
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::storage::WriteOp;
+use crate::table::TableDef;
+use crate::table::keys::Scope;
+use crate::table::registry::TableRegistry;
+
+pub const STATUS_QUEUED: &str = "queued";
+pub const STATUS_RUNNING: &str = "running";
+pub const STATUS_COMPLETED: &str = "completed";
+pub const STATUS_FAILED: &str = "failed";
+
+/// Settings of the job system.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// Completed and failed job rows older than this are removed.
+    pub retention_secs: u64,
+    /// Seconds between cleanup jobs (0 disables them).
+    pub cleanup_interval_secs: u64,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        JobConfig {
+            retention_secs: 7 * 86_400,
+            cleanup_interval_secs: 3_600,
+        }
+    }
+}
+
+/// What a job works on, kept in `system.jobs.parameters`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobParams {
+    /// `user:{id}` or `shared` for one partition; absent for all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// What started the job: manual, rows, interval, files, schedule, restart.
+    pub trigger: String,
+}
+
+fn parse_partition(label: &str) -> Scope {
+    match label.strip_prefix("user:") {
+        Some(id) => Scope::User(id.to_string()),
+        None => Scope::Shared,
+    }
+}
+
+/// The queue and its worker.
+pub struct Jobs {
+    config: JobConfig,
+    sender: mpsc::UnboundedSender<String>,
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    flush_requests: Mutex<Option<mpsc::UnboundedReceiver<FlushRequest>>>,
+    /// Automatic jobs queued or running, by (type, table, partition), so a
+    /// busy partition does not queue the same flush twice.
+    pending: Mutex<HashSet<(String, String, String)>>,
+    stop: watch::Sender<bool>,
+    started: AtomicBool,
+    worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs").finish()
+    }
+}
+
+impl Jobs {
+    pub fn new(config: JobConfig, flush_requests: mpsc::UnboundedReceiver<FlushRequest>) -> Jobs {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        Jobs {
+            config,
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            flush_requests: Mutex::new(Some(flush_requests)),
+            pending: Mutex::new(HashSet::new()),
+            stop: watch::channel(false).0,
+            started: AtomicBool::new(false),
+            worker: Mutex::new(None),
+        }
+    }
+}
+
+/// Seconds of CPU the process has used, from /proc (Linux); None elsewhere.
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+fn key(job_type: &str, table_id: &str, partition: &Option<String>) -> (String, String, String) {
+    (
+        job_type.to_string(),
+        table_id.to_string(),
+        partition.clone().unwrap_or_default(),
+    )
+}
+
+/// What a job produced: its result JSON and the bytes it held in memory.
+struct Outcome {
+    result: serde_json::Value,
+    memory: usize,
+}
+
+impl Engine {
+    /// Starts the worker, the scheduler and the flush-request listener, and
+    /// queues again the jobs a previous run left `queued` or `running`.
+    pub fn start_jobs(self: &Arc<Self>) -> Result<()> {
+        if self.jobs.started.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut leftovers: Vec<Job> = self
+            .stores
+            .jobs
+            .scan_all()?
+            .into_iter()
+            .filter(|j| j.status == STATUS_QUEUED || j.status == STATUS_RUNNING)
+            .collect();
+        leftovers.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        for mut job in leftovers {
+            if job.status == STATUS_RUNNING {
+                job.status = STATUS_QUEUED.into();
+                job.start_time = None;
+                job.trace = Some("interrupted by a shutdown; queued again at start".into());
+                self.stores.jobs.put(&job)?;
+            }
+            if let Some(params) = job
+                .parameters
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<JobParams>(p).ok())
+            {
+                let table = format!(
+                    "{}.{}",
+                    job.namespace.clone().unwrap_or_default(),
+                    job.table_name.clone().unwrap_or_default()
+                );
+                self.jobs
+                    .pending
+                    .lock()
+                    .insert(key(&job.job_type, &table, &params.partition));
+            }
+            let _ = self.jobs.sender.send(job.job_id.clone());
+        }
+
+        let receiver = self.jobs.receiver.lock().take();
+        if let Some(mut receiver) = receiver {
+            let engine = self.clone();
+            let mut stop = self.jobs.stop.subscribe();
+            let worker = tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = stop.changed() => break,
+                        next = receiver.recv() => match next {
+                            Some(job_id) => engine.run_job(&job_id).await,
+                            None => break,
+                        },
+                    }
+                }
+            });
+            *self.jobs.worker.lock() = Some(worker);
+        }
+
+        let requests = self.jobs.flush_requests.lock().take();
+        if let Some(mut requests) = requests {
+            let engine = self.clone();
+            let mut stop = self.jobs.stop.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        next = requests.recv() => match next {
+                            Some(request) => {
+                                let Some((ns, name)) = request.table_id.split_once('.') else { continue };
+                                let Some(def) = engine.tables.get(ns, name) else { continue };
+                                let partition = TableRegistry::scope_label(&def, &request.scope);
+                                if let Err(e) = engine.queue_job("flush", &def, Some(partition), "rows", true) {
+                                    tracing::warn!("cannot queue a flush of {}: {e}", request.table_id);
+                                }
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            });
+        }
+
+        let engine = self.clone();
+        let mut stop = self.jobs.stop.subscribe();
+        tokio::spawn(async move {
+            let mut last_flush: HashMap<String, Instant> = HashMap::new();
+            let mut last_cleanup = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = engine.schedule(&mut last_flush, &mut last_cleanup) {
+                            tracing::warn!("job scheduler: {e}");
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Stops taking jobs and waits for the running one to finish. Jobs still
+    /// queued stay `queued` in `system.jobs` and run after the next start.
+    pub async fn stop_jobs(&self) {
+        let _ = self.jobs.stop.send(true);
+        let worker = self.jobs.worker.lock().take();
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+    }
+
+    /// One scheduler tick: interval flushes, cleanup, pruning.
+    fn schedule(
+        &self,
+        last_flush: &mut HashMap<String, Instant>,
+        last_cleanup: &mut Instant,
+    ) -> Result<()> {
+        let now = Instant::now();
+        for def in self.tables.all() {
+            let (_, Some(interval)) = self.tables.cold.policy(&def) else {
+                continue;
+            };
+            let table_id = def.table_id();
+            let last = *last_flush.entry(table_id.clone()).or_insert(now);
+            if now.duration_since(last) >= Duration::from_secs(interval) {
+                last_flush.insert(table_id, now);
+                if !self.tables.pending_partitions(&def)?.is_empty() {
+                    self.queue_job("flush", &def, None, "interval", true)?;
+                }
+            }
+        }
+        let cleanup = self.jobs.config.cleanup_interval_secs;
+        if cleanup > 0 && now.duration_since(*last_cleanup) >= Duration::from_secs(cleanup) {
+            *last_cleanup = now;
+            for def in self.tables.all() {
+                self.queue_job("cleanup", &def, None, "schedule", true)?;
+            }
+            self.prune_jobs()?;
+        }
+        Ok(())
+    }
+
+    /// Removes finished job rows older than the configured retention.
+    pub fn prune_jobs(&self) -> Result<u64> {
+        let cutoff = Timestamp::now().0 - (self.jobs.config.retention_secs as i64) * 1_000_000;
+        let mut ops = Vec::new();
+        for job in self.stores.jobs.scan_all()? {
+            let finished = job.status == STATUS_COMPLETED || job.status == STATUS_FAILED;
+            if finished && job.end_time.is_some_and(|t| t.0 < cutoff) {
+                ops.push(self.stores.jobs.delete_op(&job.job_id));
+            }
+        }
+        let count = ops.len() as u64;
+        if !ops.is_empty() {
+            self.stores.storage.write(ops)?;
+        }
+        Ok(count)
+    }
+
+    /// Writes a `queued` job row and hands it to the worker. Automatic jobs
+    /// (`dedupe`) are not queued twice for the same partition.
+    pub fn queue_job(
+        &self,
+        job_type: &str,
+        def: &TableDef,
+        partition: Option<String>,
+        trigger: &str,
+        dedupe: bool,
+    ) -> Result<String> {
+        let pending_key = key(job_type, &def.table_id(), &partition);
+        {
+            let mut pending = self.jobs.pending.lock();
+            if dedupe && pending.contains(&pending_key) {
+                return Ok(String::new());
+            }
+            pending.insert(pending_key);
+        }
+        let job_id = format!("{job_type}-{}", self.tables.snowflake_id());
+        let params = JobParams {
+            partition,
+            trigger: trigger.into(),
+        };
+        self.stores.jobs.put(&Job {
+            job_id: job_id.clone(),
+            job_type: job_type.into(),
+            namespace: Some(def.namespace.clone()),
+            table_name: Some(def.name.clone()),
+            status: STATUS_QUEUED.into(),
+            start_time: None,
+            end_time: None,
+            parameters: serde_json::to_string(&params).ok(),
+            result: None,
+            trace: None,
+            memory_used_mb: None,
+            cpu_used_percent: None,
+            node_id: self.config.node_id.clone(),
+            error_message: None,
+        })?;
+        let _ = self.jobs.sender.send(job_id.clone());
+        Ok(job_id)
+    }
+
+    async fn run_job(&self, job_id: &str) {
+        let job = match self.stores.jobs.get(job_id) {
+            Ok(Some(job)) if job.status == STATUS_QUEUED => job,
+            _ => return,
+        };
+        let params: JobParams = job
+            .parameters
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or(JobParams {
+                partition: None,
+                trigger: "manual".into(),
+            });
+        let table_id = format!(
+            "{}.{}",
+            job.namespace.clone().unwrap_or_default(),
+            job.table_name.clone().unwrap_or_default()
+        );
+        let mut job = Job {
+            status: STATUS_RUNNING.into(),
+            start_time: Some(Timestamp::now()),
+            ..job
+        };
+        if let Err(e) = self.stores.jobs.put(&job) {
+            tracing::warn!("cannot mark job {job_id} running: {e}");
+        }
+        let started = Instant::now();
+        let cpu_before = process_cpu_secs();
+        let outcome = self.run_job_body(&job, &table_id, &params).await;
+        let elapsed = started.elapsed();
+        self.jobs
+            .pending
+            .lock()
+            .remove(&key(&job.job_type, &table_id, &params.partition));
+        job.end_time = Some(Timestamp::now());
+        if let (Some(before), Some(after)) = (cpu_before, process_cpu_secs()) {
+            let wall = elapsed.as_secs_f64().max(1e-6);
+            job.cpu_used_percent = Some(((after - before) / wall * 1000.0).round() / 10.0);
+        }
+        match outcome {
+            Ok(mut outcome) => {
+                if let Some(map) = outcome.result.as_object_mut() {
+                    map.insert(
+                        "duration_ms".into(),
+                        json!((elapsed.as_secs_f64() * 1e6).round() / 1e3),
+                    );
+                }
+                job.status = STATUS_COMPLETED.into();
+                job.result = Some(outcome.result.to_string());
+                job.memory_used_mb =
+                    Some((outcome.memory as f64 / 1_048_576.0 * 100.0).round() / 100.0);
+            }
+            Err(e) => {
+                tracing::warn!("job {job_id} failed: {e}");
+                job.status = STATUS_FAILED.into();
+                job.error_message = Some(e.to_string());
+            }
+        }
+        if let Err(e) = self.stores.jobs.put(&job) {
+            tracing::warn!("cannot record the end of job {job_id}: {e}");
+        }
+    }
+
+    async fn run_job_body(&self, job: &Job, table_id: &str, params: &JobParams) -> Result<Outcome> {
+        let def = job
+            .namespace
+            .as_deref()
+            .zip(job.table_name.as_deref())
+            .and_then(|(ns, t)| self.tables.get(ns, t))
+            .ok_or_else(|| EngineError::NotFound(format!("table {table_id} does not exist")))?;
+        match job.job_type.as_str() {
+            "flush" => self.flush_job(&def, params).await,
+            "compact" => self.compact_job(&def, params).await,
+            "cleanup" => self.cleanup_job(&def).await,
+            other => Err(EngineError::Internal(format!("unknown job type {other}"))),
+        }
+    }
+
+    async fn flush_job(&self, def: &TableDef, params: &JobParams) -> Result<Outcome> {
+        let scopes = match &params.partition {
+            Some(label) => vec![parse_partition(label)],
+            None => self.tables.pending_partitions(def)?,
+        };
+        let (mut rows, mut users, mut files, mut bytes, mut memory) = (0, 0, 0, 0, 0);
+        for scope in &scopes {
+            let flushed = self.tables.flush_partition(def, scope).await?;
+            if flushed.rows > 0 {
+                users += 1;
+            }
+            rows += flushed.rows;
+            files += flushed.files;
+            bytes += flushed.bytes;
+            memory = memory.max(flushed.memory);
+            if self.tables.needs_compaction(def, scope)? {
+                let label = TableRegistry::scope_label(def, scope);
+                self.queue_job("compact", def, Some(label), "files", true)?;
+            }
+        }
+        Ok(Outcome {
+            result: json!({
+                "rows_flushed": rows,
+                "users_count": users,
+                "files": files,
+                "bytes": bytes,
+            }),
+            memory,
+        })
+    }
+
+    async fn compact_job(&self, def: &TableDef, params: &JobParams) -> Result<Outcome> {
+        let scopes = match &params.partition {
+            Some(label) => vec![parse_partition(label)],
+            None => self
+                .tables
+                .cold_partitions(def)?
+                .into_iter()
+                .map(|(scope, _)| scope)
+                .collect(),
+        };
+        let mut totals = crate::cold::PartitionCompaction::default();
+        let mut partitions = 0;
+        for scope in &scopes {
+            let done = self.tables.compact_partition(def, scope).await?;
+            if done.files_before != done.files_after || done.rows_before != done.rows_after {
+                partitions += 1;
+            }
+            totals.files_before += done.files_before;
+            totals.files_after += done.files_after;
+            totals.rows_before += done.rows_before;
+            totals.rows_after += done.rows_after;
+            totals.bytes += done.bytes;
+            totals.memory = totals.memory.max(done.memory);
+        }
+        Ok(Outcome {
+            result: json!({
+                "users_count": partitions,
+                "files_before": totals.files_before,
+                "files": totals.files_after,
+                "rows_before": totals.rows_before,
+                "rows_after": totals.rows_after,
+                "bytes": totals.bytes,
+            }),
+            memory: totals.memory,
+        })
+    }
+
+    /// Purges tombstones older than the table's deleted retention: from
+    /// RocksDB when no Parquet file holds an older version they hide (else
+    /// they stay until flushed), and from Parquet by compacting partitions
+    /// whose files hold expired ones. Removes orphaned files too.
+    async fn cleanup_job(&self, def: &TableDef) -> Result<Outcome> {
+        let cutoff = Timestamp::now().0 - i64::from(def.deleted_retention_hours) * 3_600_000_000;
+        let family = def.column_family();
+        let mut by_scope: HashMap<Scope, Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>> = HashMap::new();
+        for (key, value) in self.stores.storage.scan_prefix(&family, &[])? {
+            let row = crate::table::row::StoredRow::decode(&value)?;
+            if !(row.deleted && row.updated <= cutoff) {
+                continue;
+            }
+            let (scope, pk) = crate::table::keys::split_key(def, &key)?;
+            by_scope.entry(scope).or_default().push((key, pk, value));
+        }
+        let mut purged = 0u64;
+        for (scope, tombstones) in by_scope {
+            let pks: Vec<Vec<u8>> = tombstones.iter().map(|(_, pk, _)| pk.clone()).collect();
+            let in_parquet = self
+                .tables
+                .cold_rows(
+                    def,
+                    &scope,
+                    &HashSet::new(),
+                    vec![def.primary_key],
+                    ColdFilter::Always(files::key_predicate(def, &pks)?, Some(pks.clone())),
+                    true,
+                    self.tables.cold.task(),
+                )
+                .await?;
+            let mut hidden: HashSet<Vec<u8>> = HashSet::new();
+            for batch in &in_parquet {
+                hidden.extend(files::encoded_keys(batch.column(0))?);
+            }
+            let _guard = self.tables.lock_partition(def, &scope).await;
+            let mut ops = Vec::new();
+            for (key, pk, value) in tombstones {
+                if hidden.contains(&pk) {
+                    continue;
+                }
+                if self.stores.storage.get(&family, &key)?.as_deref() == Some(value.as_slice()) {
+                    ops.push(WriteOp::Delete {
+                        cf: family.clone(),
+                        key,
+                    });
+                }
+            }
+            purged += ops.len() as u64;
+            if !ops.is_empty() {
+                self.stores.storage.write(ops)?;
+            }
+        }
+        let mut compacted = 0u64;
+        let mut memory = 0;
+        for (scope, files) in self.tables.cold_partitions(def)? {
+            if files
+                .iter()
+                .any(|f| f.oldest_tombstone.is_some_and(|t| t <= cutoff))
+            {
+                let done = self.tables.compact_partition(def, &scope).await?;
+                memory = memory.max(done.memory);
+                compacted += 1;
+            }
+        }
+        let orphans = self.tables.remove_orphans(def).await?;
+        Ok(Outcome {
+            result: json!({
+                "tombstones_purged": purged,
+                "users_compacted": compacted,
+                "orphan_files_removed": orphans,
+            }),
+            memory,
+        })
+    }
+}

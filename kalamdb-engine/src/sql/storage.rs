@@ -1,0 +1,203 @@
+//! `FLUSH TABLE`, `COMPACT TABLE`, `CREATE STORAGE` and `DROP STORAGE`.
+
+use std::collections::BTreeMap;
+
+use kalamdb_model::{Role, StorageLocation, Timestamp};
+use serde_json::json;
+
+use super::execute::{ResultColumn, StatementResult};
+use super::namespaces::require_admin;
+use super::parser::TableRef;
+use crate::cold::location::{ColdStore, LocationKind, S3_OPTIONS};
+use crate::engine::{Engine, LOCAL_STORAGE};
+use crate::error::{EngineError, Result};
+use crate::session::Caller;
+use crate::table::TableKind;
+
+impl Engine {
+    /// Queues a flush or compaction of every partition of a table and
+    /// returns the job id; the job's progress is its `system.jobs` row.
+    pub(crate) fn queue_table_job(
+        &self,
+        caller: &Caller,
+        job_type: &str,
+        name: &TableRef,
+        namespace: Option<&str>,
+    ) -> Result<StatementResult> {
+        let statement = format!("{} TABLE", job_type.to_ascii_uppercase());
+        if caller.role < Role::Service {
+            return Err(EngineError::PermissionDenied(format!(
+                "{statement} requires role service, dba or system; user {} has role {}",
+                caller.user_id, caller.role
+            )));
+        }
+        let ns = self.resolve_namespace(name, namespace)?;
+        let table_id = format!("{ns}.{}", name.name);
+        let def = self
+            .tables
+            .get(&ns, &name.name)
+            .ok_or_else(|| super::tables::table_not_found(&table_id))?;
+        if def.kind == TableKind::Stream {
+            return Err(EngineError::InvalidInput(format!(
+                "{statement} does not apply to stream table {table_id}: stream rows are never flushed"
+            )));
+        }
+        let job_id = self.queue_job(job_type, &def, None, "manual", false)?;
+        let verb = if job_type == "flush" {
+            "flush"
+        } else {
+            "compaction"
+        };
+        Ok(StatementResult {
+            columns: vec![
+                ResultColumn {
+                    name: "job_id".into(),
+                    data_type: "TEXT".into(),
+                },
+                ResultColumn {
+                    name: "status".into(),
+                    data_type: "TEXT".into(),
+                },
+            ],
+            rows: vec![
+                json!({"job_id": job_id, "status": "queued"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ],
+            row_count: 1,
+            message: Some(format!(
+                "{verb} of {table_id} queued as job {job_id}; see system.jobs"
+            )),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn create_storage(
+        &self,
+        caller: &Caller,
+        name: &str,
+        if_not_exists: bool,
+        kind: &str,
+        path: &str,
+        credentials: Option<String>,
+        options: Vec<(String, serde_json::Value)>,
+    ) -> Result<StatementResult> {
+        require_admin(caller, "CREATE STORAGE")?;
+        if self.stores.storage_locations.get(name)?.is_some() {
+            if if_not_exists {
+                return Ok(StatementResult::message(
+                    0,
+                    format!("storage {name} already exists"),
+                ));
+            }
+            return Err(EngineError::AlreadyExists(format!(
+                "storage {name} already exists"
+            )));
+        }
+        let kind = LocationKind::parse(kind).ok_or_else(|| {
+            EngineError::InvalidInput(format!("unknown storage type {kind}; use filesystem or s3"))
+        })?;
+        let mut settings = BTreeMap::new();
+        for (key, value) in options {
+            let key = key.to_ascii_lowercase();
+            if kind == LocationKind::Filesystem || !S3_OPTIONS.contains(&key.as_str()) {
+                return Err(EngineError::InvalidInput(format!(
+                    "unknown storage option {key}; s3 storage accepts {}, filesystem storage none",
+                    S3_OPTIONS.join(", ")
+                )));
+            }
+            let text = match value {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            settings.insert(key, text);
+        }
+        let has_keys = settings.contains_key("access_key_id");
+        let now = Timestamp::now();
+        let location = StorageLocation {
+            location_name: name.to_string(),
+            location_type: match kind {
+                LocationKind::Filesystem => "filesystem".into(),
+                LocationKind::S3 => "s3".into(),
+            },
+            path: path.to_string(),
+            credentials_ref: credentials.or_else(|| {
+                (kind == LocationKind::S3)
+                    .then(|| if has_keys { "options" } else { "environment" }.to_string())
+            }),
+            options: (!settings.is_empty())
+                .then(|| serde_json::to_string(&settings).unwrap_or_default()),
+            usage_count: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        // Fail now, naming the problem, rather than at the first flush.
+        let store = ColdStore::open(&location)?;
+        store.probe().await.map_err(|e| {
+            EngineError::InvalidInput(format!("storage {name} cannot be written: {e}"))
+        })?;
+        {
+            let _guard = self.ddl_lock.lock();
+            if self.stores.storage_locations.get(name)?.is_some() {
+                return Err(EngineError::AlreadyExists(format!(
+                    "storage {name} already exists"
+                )));
+            }
+            self.stores.storage_locations.put(&location)?;
+        }
+        self.tables.cold.open_location(&location)?;
+        Ok(StatementResult::message(
+            1,
+            format!("storage {name} created"),
+        ))
+    }
+
+    pub(crate) fn drop_storage(
+        &self,
+        caller: &Caller,
+        name: &str,
+        if_exists: bool,
+    ) -> Result<StatementResult> {
+        require_admin(caller, "DROP STORAGE")?;
+        let _guard = self.ddl_lock.lock();
+        if self.stores.storage_locations.get(name)?.is_none() {
+            if if_exists {
+                return Ok(StatementResult::message(
+                    0,
+                    format!("storage {name} does not exist"),
+                ));
+            }
+            return Err(EngineError::NotFound(format!(
+                "storage {name} does not exist"
+            )));
+        }
+        if name == LOCAL_STORAGE {
+            return Err(EngineError::InvalidInput(format!(
+                "storage {LOCAL_STORAGE} is the default location and cannot be dropped"
+            )));
+        }
+        let mut users: Vec<String> = self
+            .stores
+            .tables
+            .scan_all()?
+            .into_iter()
+            .filter(|t| t.storage_location == name)
+            .map(|t| t.table_id)
+            .collect();
+        if !users.is_empty() {
+            users.sort();
+            return Err(EngineError::InvalidInput(format!(
+                "storage {name} is used by {} table(s): {}; drop them first",
+                users.len(),
+                users.join(", ")
+            )));
+        }
+        self.stores.storage_locations.delete(name)?;
+        self.tables.cold.locations.remove(name);
+        Ok(StatementResult::message(
+            1,
+            format!("storage {name} dropped"),
+        ))
+    }
+}
