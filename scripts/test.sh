@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# moto, the local S3 server the S3 storage tests start.
+scripts/setup-s3.sh
 # One dev-profile build serves the binary and every test target.
 cargo build --workspace --bins
 cargo test --workspace

@@ -28,7 +28,7 @@ use crate::error::{EngineError, Result};
 use crate::storage::WriteOp;
 use crate::table::TableDef;
 use crate::table::keys::Scope;
-use crate::table::registry::TableRegistry;
+use crate::table::registry::{RawRow, TableRegistry};
 
 pub const STATUS_QUEUED: &str = "queued";
 pub const STATUS_RUNNING: &str = "running";
@@ -487,18 +487,21 @@ impl Engine {
     async fn cleanup_job(&self, def: &TableDef) -> Result<Outcome> {
         let cutoff = Timestamp::now().0 - i64::from(def.deleted_retention_hours) * 3_600_000_000;
         let family = def.column_family();
-        let mut by_scope: HashMap<Scope, Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>> = HashMap::new();
+        let mut by_scope: HashMap<Scope, Vec<RawRow>> = HashMap::new();
         for (key, value) in self.stores.storage.scan_prefix(&family, &[])? {
             let row = crate::table::row::StoredRow::decode(&value)?;
             if !(row.deleted && row.updated <= cutoff) {
                 continue;
             }
             let (scope, pk) = crate::table::keys::split_key(def, &key)?;
-            by_scope.entry(scope).or_default().push((key, pk, value));
+            by_scope
+                .entry(scope)
+                .or_default()
+                .push(RawRow { key, pk, value });
         }
         let mut purged = 0u64;
         for (scope, tombstones) in by_scope {
-            let pks: Vec<Vec<u8>> = tombstones.iter().map(|(_, pk, _)| pk.clone()).collect();
+            let pks: Vec<Vec<u8>> = tombstones.iter().map(|t| t.pk.clone()).collect();
             let in_parquet = self
                 .tables
                 .cold_rows(
@@ -508,7 +511,6 @@ impl Engine {
                     vec![def.primary_key],
                     ColdFilter::Always(files::key_predicate(def, &pks)?, Some(pks.clone())),
                     true,
-                    self.tables.cold.task(),
                 )
                 .await?;
             let mut hidden: HashSet<Vec<u8>> = HashSet::new();
@@ -517,14 +519,15 @@ impl Engine {
             }
             let _guard = self.tables.lock_partition(def, &scope).await;
             let mut ops = Vec::new();
-            for (key, pk, value) in tombstones {
-                if hidden.contains(&pk) {
+            for tombstone in tombstones {
+                if hidden.contains(&tombstone.pk) {
                     continue;
                 }
-                if self.stores.storage.get(&family, &key)?.as_deref() == Some(value.as_slice()) {
+                let current = self.stores.storage.get(&family, &tombstone.key)?;
+                if current.as_deref() == Some(tombstone.value.as_slice()) {
                     ops.push(WriteOp::Delete {
                         cf: family.clone(),
-                        key,
+                        key: tombstone.key,
                     });
                 }
             }

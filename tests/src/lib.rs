@@ -132,6 +132,19 @@ impl TestServer {
         Self::spawn(data_dir, env)
     }
 
+    /// Kills the server with SIGKILL (no shutdown at all) and starts it
+    /// again on the same data: what a crash and a restart look like.
+    pub fn crash_and_restart(mut self) -> Self {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let data_dir =
+            std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("temp dir"));
+        let env = std::mem::take(&mut self.env);
+        Self::spawn(data_dir, env)
+    }
+
     /// SIGTERM, wait up to 20 s, then SIGKILL. Returns the exit status if it exited.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
@@ -219,6 +232,42 @@ impl TestServer {
             .and_then(|r| r["rows"].as_array())
             .cloned()
             .unwrap_or_default()
+    }
+}
+
+impl TestServer {
+    /// The row of a `system.jobs` job once it has finished; panics if it
+    /// failed or does not finish within 60 s.
+    pub async fn wait_job(&self, token: &str, job_id: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let rows = self
+                .query_ok(
+                    token,
+                    &format!("SELECT * FROM system.jobs WHERE job_id = '{job_id}'"),
+                )
+                .await;
+            if let Some(job) = rows.first() {
+                match job["status"].as_str() {
+                    Some("completed") => return job.clone(),
+                    Some("failed") => panic!("job {job_id} failed: {job}"),
+                    _ => {}
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {job_id} did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs `FLUSH TABLE …` or `COMPACT TABLE …` and waits for its job.
+    pub async fn run_job(&self, token: &str, statement: &str) -> Value {
+        let rows = self.query_ok(token, statement).await;
+        let job_id = rows[0]["job_id"].as_str().expect("job_id").to_string();
+        assert_eq!(rows[0]["status"], "queued");
+        self.wait_job(token, &job_id).await
     }
 }
 

@@ -371,6 +371,51 @@ async fn resume_from_seq_delivers_what_changed_meanwhile() {
 }
 
 #[tokio::test]
+async fn flushed_rows_are_in_initial_data_and_resume() {
+    let (server, alice, _) = setup().await;
+    let root = server.root_token().await;
+    server.query_ok(&alice, "INSERT INTO app.messages (id, body, room) VALUES (1, 'one', 'a'), (2, 'two', 'a'), (3, 'three', 'b')").await;
+    server.run_job(&root, "FLUSH TABLE app.messages").await;
+    let mut ws = connect(&server, Some(&alice)).await;
+    let sql = "SELECT id, body FROM app.messages WHERE room = 'a'";
+    send(&mut ws, json!({"type": "subscribe", "id": "s", "sql": sql})).await;
+    let subscribed = next(&mut ws).await;
+    let seq = subscribed["seq"].as_str().unwrap().to_string();
+    let mut rows = next(&mut ws).await["rows"].as_array().unwrap().clone();
+    rows.sort_by_key(|r| r["id"].as_str().unwrap().to_string());
+    assert_eq!(
+        rows,
+        vec![
+            json!({"id": "1", "body": "one"}),
+            json!({"id": "2", "body": "two"})
+        ]
+    );
+    drop(ws);
+
+    // Change flushed rows while disconnected, and flush the changes too.
+    server
+        .query_ok(
+            &alice,
+            "UPDATE app.messages SET body = 'TWO' WHERE id = 2; DELETE FROM app.messages WHERE id = 1",
+        )
+        .await;
+    server.run_job(&root, "FLUSH TABLE app.messages").await;
+    let mut ws = connect(&server, Some(&alice)).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": "s", "sql": sql, "options": {"from_seq": seq}}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["type"], "subscribed");
+    let initial = next(&mut ws).await;
+    assert_eq!(initial["rows"], json!([{"id": "2", "body": "TWO"}]));
+    let change = next(&mut ws).await;
+    assert_eq!(change["change_type"], "delete", "{change}");
+    assert_eq!(change["old_values"][0]["id"], "1");
+    quiet(&mut ws).await;
+}
+
+#[tokio::test]
 async fn live_queries_table_and_kill() {
     let (server, alice, bob) = setup().await;
     let root = server.root_token().await;

@@ -200,8 +200,8 @@ impl TableRegistry {
         mut columns: Vec<usize>,
         filter: ColdFilter,
         keep_tombstones: bool,
-        task: Arc<TaskContext>,
     ) -> Result<Vec<RecordBatch>> {
+        let task = self.cold.task();
         let positions = SystemPositions::extend(def, &mut columns);
         let table_id = def.table_id();
         let mut attempt = 0;
@@ -245,7 +245,6 @@ impl TableRegistry {
         def: &TableDef,
         scope: &Scope,
         pks: &[Vec<u8>],
-        task: Arc<TaskContext>,
     ) -> Result<Vec<Option<StoredRow>>> {
         let mut rows = self.get_rows(def, scope, pks)?;
         let missing: Vec<Vec<u8>> = pks
@@ -267,7 +266,6 @@ impl TableRegistry {
                 all,
                 ColdFilter::Always(predicate, Some(missing)),
                 true,
-                task,
             )
             .await?;
         let mut found: HashMap<Vec<u8>, StoredRow> = HashMap::new();
@@ -292,7 +290,6 @@ impl TableRegistry {
         def: &TableDef,
         scope: &Scope,
         from: i64,
-        task: Arc<TaskContext>,
     ) -> Result<Vec<StoredRow>> {
         let hot = self.scan_keyed(def, scope)?;
         let hot_keys: HashSet<Vec<u8>> = hot.iter().map(|(k, _)| k.clone()).collect();
@@ -305,7 +302,6 @@ impl TableRegistry {
                 all,
                 ColdFilter::Always(files::seq_after(def, from)?, None),
                 true,
-                task,
             )
             .await?;
         let mut versions: Vec<StoredRow> = hot
@@ -340,7 +336,7 @@ impl TableRegistry {
             );
             let decoded: Vec<StoredRow> = rows
                 .iter()
-                .map(|(_, _, bytes)| StoredRow::decode(bytes))
+                .map(|raw| StoredRow::decode(&raw.value))
                 .collect::<Result<_>>()?;
             let encode_def = def.clone();
             let (data, rows_for_stats) = tokio::task::spawn_blocking(move || {
@@ -351,8 +347,8 @@ impl TableRegistry {
             let ((data, memory), decoded) = (data, rows_for_stats);
             let bytes = data.len() as u64;
             store.put(&path, data).await?;
-            let first = &rows[0].1;
-            let last = &rows[rows.len() - 1].1;
+            let first = &rows[0].pk;
+            let last = &rows[rows.len() - 1].pk;
             let file = files::describe(name, &store.name, path, &decoded, (first, last), bytes);
             outcome = PartitionFlush {
                 rows: decoded.len() as u64,
@@ -363,12 +359,12 @@ impl TableRegistry {
             let family = def.column_family();
             let _guard = self.lock_partition(def, scope).await;
             let mut ops = vec![manifest::add_op(&table_id, scope, &file)?];
-            for (key, _, bytes) in &rows {
+            for raw in &rows {
                 // Only the version that was flushed: a newer one stays hot.
-                if self.storage().get(&family, key)?.as_deref() == Some(bytes.as_slice()) {
+                if self.storage().get(&family, &raw.key)?.as_deref() == Some(raw.value.as_slice()) {
                     ops.push(WriteOp::Delete {
                         cf: family.clone(),
-                        key: key.clone(),
+                        key: raw.key.clone(),
                     });
                 }
             }

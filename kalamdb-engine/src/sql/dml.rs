@@ -269,10 +269,7 @@ impl Engine {
                 .iter()
                 .map(|k| encode_pk(key.ty, k))
                 .collect::<Result<_>>()?;
-            let current = self
-                .tables
-                .current_rows(def, &scope, &pks, state.task_ctx())
-                .await?;
+            let current = self.tables.current_rows(def, &scope, &pks).await?;
             for (row, (pk, old)) in pks.into_iter().zip(current).enumerate() {
                 let Some(old) = old.filter(|o| !o.deleted) else {
                     continue;

@@ -242,12 +242,7 @@ impl Engine {
     ) -> Result<(Vec<JsonRow>, Vec<ChangeEvent>)> {
         let versions = self
             .tables
-            .versions_since(
-                &subscription.def,
-                &subscription.scope,
-                from_seq,
-                self.tables.cold.task(),
-            )
+            .versions_since(&subscription.def, &subscription.scope, from_seq)
             .await?;
         let refs: Vec<_> = versions.iter().collect();
         let matching = matches(subscription, &refs)?;

@@ -207,7 +207,6 @@ impl TableProvider for TableProviderImpl {
                 projection.clone(),
                 cold_filter,
                 false,
-                state.task_ctx(),
             )
             .await?;
         let visible_columns: Vec<usize> = (0..projection.len()).collect();
@@ -326,7 +325,7 @@ impl DataSink for TableSink {
     async fn write_all(
         &self,
         mut data: SendableRecordBatchStream,
-        context: &Arc<TaskContext>,
+        _context: &Arc<TaskContext>,
     ) -> datafusion::error::Result<u64> {
         let def = &self.def;
         let now = kalamdb_model::Timestamp::now().0;
@@ -371,10 +370,7 @@ impl DataSink for TableSink {
         }
         let _guard = self.registry.lock_partition(def, &self.scope).await;
         let keys: Vec<Vec<u8>> = writes.iter().map(|w| w.pk.clone()).collect();
-        let existing = self
-            .registry
-            .current_rows(def, &self.scope, &keys, context.clone())
-            .await?;
+        let existing = self.registry.current_rows(def, &self.scope, &keys).await?;
         for (write, existing) in writes.iter().zip(existing) {
             if existing.is_some_and(|r| !r.deleted) {
                 return Err(EngineError::Constraint(format!(

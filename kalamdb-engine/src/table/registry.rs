@@ -46,6 +46,17 @@ pub struct RowWrite {
     pub old: Option<StoredRow>,
 }
 
+/// A stored row version as it is in RocksDB.
+#[derive(Debug, Clone)]
+pub struct RawRow {
+    /// The full RocksDB key.
+    pub key: Vec<u8>,
+    /// The primary key bytes (the key without the partition prefix).
+    pub pk: Vec<u8>,
+    /// The encoded [`StoredRow`].
+    pub value: Vec<u8>,
+}
+
 pub struct TableRegistry {
     storage: Arc<Storage>,
     defs: RwLock<HashMap<String, Arc<TableDef>>>,
@@ -185,25 +196,21 @@ impl TableRegistry {
     pub fn scan_keyed(&self, def: &TableDef, scope: &Scope) -> Result<Vec<(Vec<u8>, StoredRow)>> {
         self.scan_raw(def, scope)?
             .into_iter()
-            .map(|(_, pk, value)| Ok((pk, StoredRow::decode(&value)?)))
+            .map(|raw| Ok((raw.pk, StoredRow::decode(&raw.value)?)))
             .collect()
     }
 
-    /// Every hot version of a partition as (RocksDB key, primary key bytes,
-    /// encoded row), in key order.
-    pub fn scan_raw(
-        &self,
-        def: &TableDef,
-        scope: &Scope,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>> {
+    /// Every hot version of a partition, encoded, in key order.
+    pub fn scan_raw(&self, def: &TableDef, scope: &Scope) -> Result<Vec<RawRow>> {
         let prefix = scope.prefix();
         Ok(self
             .storage
             .scan_prefix(&def.column_family(), &prefix)?
             .into_iter()
-            .map(|(key, value)| {
-                let pk = key[prefix.len()..].to_vec();
-                (key, pk, value)
+            .map(|(key, value)| RawRow {
+                pk: key[prefix.len()..].to_vec(),
+                key,
+                value,
             })
             .collect())
     }
