@@ -4,4 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec cargo run --bin kalamdb-server -- "$@"
+# The same build as scripts/test.sh (workspace, all targets): cargo resolves
+# features per command line, so building only the binary here would compile
+# DataFusion and RocksDB a second time for the tests.
+cargo build --workspace --all-targets
+exec target/debug/kalamdb-server "$@"
