@@ -364,6 +364,27 @@ async fn cleanup_purges_expired_tombstones_from_rocksdb() {
     assert!(!jobs.is_empty());
     let rows = server.query_ok(&alice, "SELECT id, v FROM app.tmp").await;
     assert_eq!(rows, vec![json!({"id": 3, "v": "c"})]);
+
+    // Files a crash left behind (written, never recorded) are removed; the
+    // rows they might hold were never acknowledged as flushed.
+    let dir = server.data_dir().join("storage/app/tmp/alice");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("batch-1.parquet"), b"not listed").unwrap();
+    std::fs::write(dir.join(".batch-2.parquet.tmp"), b"half written").unwrap();
+    eventually(
+        &server,
+        &root,
+        "SELECT result FROM system.jobs WHERE job_type = 'cleanup' AND status = 'completed'",
+        |rows| {
+            rows.iter()
+                .any(|r| result(r)["orphan_files_removed"].as_u64() == Some(2))
+        },
+    )
+    .await;
+    assert!(!dir.join("batch-1.parquet").exists());
+    assert!(!dir.join(".batch-2.parquet.tmp").exists());
+    let rows = server.query_ok(&alice, "SELECT id, v FROM app.tmp").await;
+    assert_eq!(rows, vec![json!({"id": 3, "v": "c"})]);
 }
 
 #[tokio::test]
@@ -621,6 +642,35 @@ async fn s3_location_end_to_end() {
     let (status, body) = server.sql(&root, "DROP STORAGE s3main").await;
     assert_eq!(status, 400);
     assert!(message(&body).contains("app.chat"), "{body}");
+
+    // With the object store gone, a flush fails, says why, and moves nothing.
+    drop(moto);
+    server
+        .query_ok(
+            &alice,
+            "INSERT INTO app.chat (id, body) VALUES (10, 'kept')",
+        )
+        .await;
+    let rows = server.query_ok(&root, "FLUSH TABLE app.chat").await;
+    let job_id = rows[0]["job_id"].as_str().unwrap().to_string();
+    let failed = eventually(
+        &server,
+        &root,
+        &format!("SELECT status, error_message FROM system.jobs WHERE job_id = '{job_id}'"),
+        |rows| rows.first().is_some_and(|r| r["status"] == "failed"),
+    )
+    .await;
+    assert!(
+        failed[0]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("s3main"),
+        "{failed:?}"
+    );
+    let rows = server
+        .query_ok(&alice, "SELECT body FROM app.chat WHERE id = 10")
+        .await;
+    assert_eq!(rows, vec![json!({"body": "kept"})]);
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -21,7 +22,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use parking_lot::RwLock;
 
 use crate::error::{EngineError, Result};
@@ -164,7 +165,20 @@ impl ColdStore {
             }
             LocationKind::S3 => {
                 let (bucket, prefix) = parse_s3_url(root)?;
-                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                // Bounded retries and timeouts: a flush against an
+                // unreachable endpoint fails in seconds and says why.
+                let retry = RetryConfig {
+                    max_retries: 3,
+                    retry_timeout: Duration::from_secs(30),
+                    ..Default::default()
+                };
+                let client = ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(60));
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry)
+                    .with_client_options(client);
                 if let Some(v) = options.get("endpoint") {
                     builder = builder.with_endpoint(v);
                     if v.starts_with("http://") {
