@@ -92,6 +92,16 @@ impl Storage {
         Ok(self.db.get_cf(&self.cf(cf)?, key)?)
     }
 
+    /// The values of several keys of one column family, in order.
+    pub fn multi_get(&self, cf: &str, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        let handle = self.cf(cf)?;
+        self.db
+            .batched_multi_get_cf(&handle, keys, false)
+            .into_iter()
+            .map(|r| Ok(r?.map(|v| v.to_vec())))
+            .collect()
+    }
+
     pub fn put(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<()> {
         Ok(self.db.put_cf(&self.cf(cf)?, key, value)?)
     }

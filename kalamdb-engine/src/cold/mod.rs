@@ -359,9 +359,11 @@ impl TableRegistry {
             let family = def.column_family();
             let _guard = self.lock_partition(def, scope).await;
             let mut ops = vec![manifest::add_op(&table_id, scope, &file)?];
-            for raw in &rows {
+            let keys: Vec<&[u8]> = rows.iter().map(|raw| raw.key.as_slice()).collect();
+            let current = self.storage().multi_get(&family, &keys)?;
+            for (raw, current) in rows.iter().zip(current) {
                 // Only the version that was flushed: a newer one stays hot.
-                if self.storage().get(&family, &raw.key)?.as_deref() == Some(raw.value.as_slice()) {
+                if current.as_deref() == Some(raw.value.as_slice()) {
                     ops.push(WriteOp::Delete {
                         cf: family.clone(),
                         key: raw.key.clone(),
@@ -588,9 +590,15 @@ fn visible(
     single_version: bool,
     keep_tombstones: bool,
 ) -> Result<Vec<RecordBatch>> {
+    // Keys are only needed to compare with hot keys or across files.
+    let need_keys = !hot_keys.is_empty() || !single_version;
     let mut keys_of = Vec::with_capacity(batches.len());
     for batch in &batches {
-        keys_of.push(files::encoded_keys(batch.column(positions.key))?);
+        keys_of.push(if need_keys {
+            files::encoded_keys(batch.column(positions.key))?
+        } else {
+            Vec::new()
+        });
     }
     // Winner (batch, row) per key when files may repeat a key.
     let mut winners: HashMap<&[u8], (i64, usize, usize)> = HashMap::new();
@@ -609,18 +617,24 @@ fn visible(
     let mut out = Vec::with_capacity(batches.len());
     for (b, (batch, keys)) in batches.iter().zip(&keys_of).enumerate() {
         let deleted = batch.column(positions.deleted).as_boolean();
-        let keep: Vec<bool> = keys
-            .iter()
-            .enumerate()
-            .map(|(row, key)| {
-                !hot_keys.contains(key)
-                    && (keep_tombstones || !deleted.value(row))
+        let keep: Vec<bool> = (0..batch.num_rows())
+            .map(|row| {
+                let live = keep_tombstones || !deleted.value(row);
+                if !need_keys {
+                    return live;
+                }
+                let key = &keys[row];
+                live && !hot_keys.contains(key)
                     && (single_version
                         || winners
                             .get(key.as_slice())
                             .is_some_and(|&(_, wb, wr)| wb == b && wr == row))
             })
             .collect();
+        if keep.iter().all(|k| *k) {
+            out.push(batch.clone());
+            continue;
+        }
         let kept = files::retain(batch, keep)?;
         if kept.num_rows() > 0 {
             out.push(kept);
