@@ -642,3 +642,98 @@ fn visible(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{BooleanArray, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use kalamdb_model::StorageKey;
+
+    /// A batch of (key, _seq, _deleted) rows.
+    fn batch(rows: &[(i64, i64, bool)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("_seq", DataType::Int64, true),
+            Field::new("_deleted", DataType::Boolean, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.2)))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn ids(batches: &[RecordBatch]) -> Vec<(i64, i64)> {
+        let mut out: Vec<(i64, i64)> = batches
+            .iter()
+            .flat_map(|b| {
+                let id = b.column(0).as_primitive::<Int64Type>().clone();
+                let seq = b.column(1).as_primitive::<Int64Type>().clone();
+                (0..b.num_rows()).map(move |i| (id.value(i), seq.value(i)))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    const POSITIONS: SystemPositions = SystemPositions {
+        key: 0,
+        seq: 1,
+        deleted: 2,
+    };
+
+    #[test]
+    fn newest_version_wins_and_tombstones_hide() {
+        // Older file: 1, 2, 3. Newer file: 2 updated, 3 deleted.
+        let files = vec![
+            batch(&[(1, 10, false), (2, 11, false), (3, 12, false)]),
+            batch(&[(2, 20, false), (3, 21, true)]),
+        ];
+        let out = visible(files.clone(), &POSITIONS, &HashSet::new(), false, false).unwrap();
+        assert_eq!(ids(&out), vec![(1, 10), (2, 20)]);
+        // With tombstones kept (resume, DML lookups) the delete is the winner.
+        let out = visible(files.clone(), &POSITIONS, &HashSet::new(), false, true).unwrap();
+        assert_eq!(ids(&out), vec![(1, 10), (2, 20), (3, 21)]);
+        // A hot version shadows every Parquet version of its key.
+        let hot = HashSet::from([2i64.storage_key()]);
+        let out = visible(files, &POSITIONS, &hot, false, false).unwrap();
+        assert_eq!(ids(&out), vec![(1, 10)]);
+    }
+
+    #[test]
+    fn disjoint_files_skip_key_work_but_still_drop_tombstones() {
+        let files = vec![batch(&[(1, 10, false), (2, 11, true)])];
+        let out = visible(files, &POSITIONS, &HashSet::new(), true, false).unwrap();
+        assert_eq!(ids(&out), vec![(1, 10)]);
+    }
+
+    fn file(min: i64, max: i64) -> ColdFile {
+        ColdFile {
+            name: format!("batch-{min}.parquet"),
+            location: "local".into(),
+            path: String::new(),
+            rows: 1,
+            tombstones: 0,
+            bytes: 1,
+            min_seq: 0,
+            max_seq: 0,
+            min_pk: min.storage_key(),
+            max_pk: max.storage_key(),
+            oldest_tombstone: None,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn key_ranges_decide_whether_filters_may_be_pushed() {
+        assert!(files::disjoint(&[file(1, 10), file(11, 20), file(-5, 0)]));
+        assert!(!files::disjoint(&[file(1, 10), file(10, 20)]));
+        assert!(!files::disjoint(&[file(1, 100), file(20, 30)]));
+        assert!(files::disjoint(&[file(1, 1)]));
+    }
+}
