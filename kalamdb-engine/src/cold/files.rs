@@ -11,13 +11,14 @@ use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{binary, col, in_list, lit};
-use datafusion::physical_plan::collect;
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use kalamdb_model::StorageKey;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -33,6 +34,9 @@ use crate::table::row::{StoredRow, array_to_cells, rows_to_batch};
 
 /// Rows per Parquet row group: small enough that statistics prune well.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Rows per data page: the page index then narrows a key lookup to a few
+/// thousand rows.
+const PAGE_ROWS: usize = 4 * 1024;
 
 /// Encodes rows (sorted by key) as a Parquet file: zstd, page statistics on
 /// every column (so `_seq` and `_updated` ranges prune), a bloom filter on
@@ -48,6 +52,7 @@ pub fn encode(def: &TableDef, rows: &[StoredRow]) -> Result<(Bytes, usize)> {
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_column_bloom_filter_enabled(ColumnPath::from(def.key_column().name.as_str()), true)
         .set_created_by(format!("KalamDB {}", env!("CARGO_PKG_VERSION")))
         .build();
@@ -64,9 +69,49 @@ fn parquet_error(e: impl std::fmt::Display) -> EngineError {
     EngineError::Internal(format!("parquet: {e}"))
 }
 
-/// A scan of `files` (all in one location) returning the `columns`
-/// (indices into the table schema), with rows not matching `predicate`
-/// dropped as early as statistics, bloom filters and decoding allow.
+/// Parallel partitions a scan splits its files into.
+const SCAN_PARTITIONS: usize = 4;
+
+/// A scan of `files` of one location returning the `columns` (indices into
+/// the table schema), with rows not matching `predicate` dropped as early as
+/// statistics, bloom filters, the page index and decoding allow. Files are
+/// spread over up to [`SCAN_PARTITIONS`] partitions read in parallel.
+pub fn scan_plan(
+    def: &TableDef,
+    location: &str,
+    files: &[&ColdFile],
+    columns: &[usize],
+    predicate: Option<Arc<dyn PhysicalExpr>>,
+    task: &TaskContext,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    // Footers and page indexes are cached by the runtime (files never
+    // change once written), so a point lookup reads only the pages it needs.
+    let url = location_url(location);
+    let runtime = task.runtime_env();
+    let reader = CachedParquetFileReaderFactory::new(
+        runtime.object_store(&url)?,
+        runtime.cache_manager.get_file_metadata_cache(),
+    );
+    let mut source = ParquetSource::new(def.arrow_schema())
+        .with_parquet_file_reader_factory(Arc::new(reader))
+        .with_pushdown_filters(true)
+        .with_bloom_filter_on_read(true)
+        .with_enable_page_index(true);
+    if let Some(predicate) = &predicate {
+        source = source.with_predicate(predicate.clone());
+    }
+    let partitions = files.len().clamp(1, SCAN_PARTITIONS);
+    let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions];
+    for (i, file) in files.iter().enumerate() {
+        groups[i % partitions].push(PartitionedFile::new(file.path.clone(), file.bytes));
+    }
+    let builder = FileScanConfigBuilder::new(url, Arc::new(source))
+        .with_projection_indices(Some(columns.to_vec()))?
+        .with_file_groups(groups.into_iter().map(FileGroup::new).collect());
+    Ok(DataSourceExec::from_data_source(builder.build()))
+}
+
+/// Runs [`scan_plan`] over files of any locations and collects the rows.
 pub async fn scan(
     def: &TableDef,
     files: &[ColdFile],
@@ -80,19 +125,7 @@ pub async fn scan(
     }
     let mut out = Vec::new();
     for (location, files) in by_location {
-        let mut source = ParquetSource::new(def.arrow_schema())
-            .with_pushdown_filters(true)
-            .with_bloom_filter_on_read(true)
-            .with_enable_page_index(true);
-        if let Some(predicate) = &predicate {
-            source = source.with_predicate(predicate.clone());
-        }
-        let mut builder = FileScanConfigBuilder::new(location_url(location), Arc::new(source))
-            .with_projection_indices(Some(columns.to_vec()))?;
-        for file in files {
-            builder = builder.with_file(PartitionedFile::new(file.path.clone(), file.bytes));
-        }
-        let plan = DataSourceExec::from_data_source(builder.build());
+        let plan = scan_plan(def, location, &files, columns, predicate.clone(), &task)?;
         out.extend(collect(plan, task.clone()).await?);
     }
     Ok(out)

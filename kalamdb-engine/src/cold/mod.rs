@@ -29,10 +29,15 @@ use datafusion::arrow::datatypes::Int64Type;
 use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{Column, not};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use tokio::sync::mpsc;
 
 use crate::error::{EngineError, Result};
 use crate::storage::WriteOp;
+use crate::table::def::DELETED_COLUMN;
 use crate::table::keys::Scope;
 use crate::table::registry::TableRegistry;
 use crate::table::row::StoredRow;
@@ -95,6 +100,7 @@ impl std::fmt::Debug for ColdTier {
 }
 
 /// Which filter a cold read may push into the Parquet scan.
+#[derive(Clone)]
 pub enum ColdFilter {
     None,
     /// Safe whatever the files hold (key lookups, `_seq >`); the keys, if
@@ -156,6 +162,16 @@ impl ColdTier {
             scope: scope.clone(),
         });
     }
+}
+
+/// How a query reads a partition's Parquet files.
+pub enum ColdPlan {
+    /// The partition has no files (that can hold the wanted keys).
+    NoFiles,
+    /// Stream this plan: no merge needed.
+    Plan(Arc<dyn ExecutionPlan>),
+    /// Files may repeat keys: read and merge.
+    Merge,
 }
 
 /// What one partition's flush did.
@@ -237,6 +253,67 @@ impl TableRegistry {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A streaming scan of a partition's files for a query, when no merge is
+    /// needed: the partition has no hot versions (the caller checked), its
+    /// files have disjoint key ranges and live in one location. Tombstones
+    /// are filtered out and the output has exactly `projection`'s columns.
+    pub fn cold_plan(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+        projection: &[usize],
+        filter: &ColdFilter,
+    ) -> Result<ColdPlan> {
+        let mut files = manifest::files(self.storage(), &def.table_id(), scope)?;
+        if let ColdFilter::Always(_, Some(keys)) = filter {
+            files.retain(|f| {
+                keys.iter()
+                    .any(|k| f.min_pk.as_slice() <= k.as_slice() && k <= &f.max_pk)
+            });
+        }
+        let Some(location) = files.first().map(|f| f.location.clone()) else {
+            return Ok(ColdPlan::NoFiles);
+        };
+        if !files::disjoint(&files) || files.iter().any(|f| f.location != location) {
+            return Ok(ColdPlan::Merge);
+        }
+        let predicate = match filter {
+            ColdFilter::Always(p, _) | ColdFilter::IfDisjoint(p) => Some(p.clone()),
+            ColdFilter::None => None,
+        };
+        let schema = def.arrow_schema();
+        let deleted_index = schema
+            .index_of(DELETED_COLUMN)
+            .unwrap_or(def.user_column_count() + 2);
+        let mut columns = projection.to_vec();
+        let deleted = match columns.iter().position(|&c| c == deleted_index) {
+            Some(p) => p,
+            None => {
+                columns.push(deleted_index);
+                columns.len() - 1
+            }
+        };
+        let refs: Vec<&ColdFile> = files.iter().collect();
+        let task = self.cold.task();
+        let scan = files::scan_plan(def, &location, &refs, &columns, predicate, &task)?;
+        let live = not(Arc::new(Column::new(DELETED_COLUMN, deleted)))?;
+        let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(live, scan)?);
+        let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = projection
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let name = schema.field(c).name().clone();
+                (
+                    Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                    name,
+                )
+            })
+            .collect();
+        Ok(ColdPlan::Plan(Arc::new(ProjectionExec::try_new(
+            exprs, filtered,
+        )?)))
     }
 
     /// The current version (live or tombstone) of each key, from either tier.

@@ -31,8 +31,8 @@ use super::def::{ColumnType, DefaultValue, TableDef, TableKind};
 use super::keys::{Scope, encode_pk};
 use super::registry::{RowWrite, TableRegistry};
 use super::row::{StoredRow, array_to_cells, rows_to_batch};
-use crate::cold::ColdFilter;
 use crate::cold::files::key_predicate;
+use crate::cold::{ColdFilter, ColdPlan};
 use crate::error::{EngineError, Result};
 use crate::session::Caller;
 
@@ -197,6 +197,15 @@ impl TableProvider for TableProviderImpl {
                 None => ColdFilter::None,
             },
         };
+        // Nothing hot to merge with: stream the files (in parallel) instead
+        // of materialising them.
+        if hot.is_empty()
+            && let ColdPlan::Plan(plan) =
+                self.registry
+                    .cold_plan(def, &scope, &projection, &cold_filter)?
+        {
+            return Ok(plan);
+        }
         let hot_keys: HashSet<Vec<u8>> = hot.iter().map(|(k, _)| k.clone()).collect();
         let cold = self
             .registry
