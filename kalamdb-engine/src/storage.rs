@@ -134,6 +134,9 @@ impl Storage {
             match op {
                 WriteOp::Put { cf, key, value } => batch.put_cf(&self.cf(&cf)?, key, value),
                 WriteOp::Delete { cf, key } => batch.delete_cf(&self.cf(&cf)?, key),
+                WriteOp::DeleteRange { cf, from, to } => {
+                    batch.delete_range_cf(&self.cf(&cf)?, from, to)
+                }
             }
         }
         Ok(self.db.write(batch)?)
@@ -151,6 +154,12 @@ pub enum WriteOp {
     Delete {
         cf: String,
         key: Vec<u8>,
+    },
+    /// Deletes every key in `[from, to)` with one range tombstone.
+    DeleteRange {
+        cf: String,
+        from: Vec<u8>,
+        to: Vec<u8>,
     },
 }
 

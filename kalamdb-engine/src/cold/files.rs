@@ -29,7 +29,7 @@ use super::location::location_url;
 use super::manifest::ColdFile;
 use crate::error::{EngineError, Result};
 use crate::table::TableDef;
-use crate::table::def::{ColumnType, DELETED_COLUMN, SEQ_COLUMN};
+use crate::table::def::{ColumnType, DELETED_COLUMN, SEQ_COLUMN, UPDATED_COLUMN};
 use crate::table::row::{StoredRow, array_to_cells, rows_to_batch};
 
 /// Rows per Parquet row group: small enough that statistics prune well.
@@ -54,6 +54,11 @@ pub fn encode(def: &TableDef, rows: &[StoredRow]) -> Result<(Bytes, usize)> {
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_column_bloom_filter_enabled(ColumnPath::from(def.key_column().name.as_str()), true)
+        // Unique per row: a dictionary page would hold every value of the
+        // file and be read by every lookup, defeating the page index.
+        .set_column_dictionary_enabled(ColumnPath::from(def.key_column().name.as_str()), false)
+        .set_column_dictionary_enabled(ColumnPath::from(SEQ_COLUMN), false)
+        .set_column_dictionary_enabled(ColumnPath::from(UPDATED_COLUMN), false)
         .set_created_by(format!("KalamDB {}", env!("CARGO_PKG_VERSION")))
         .build();
     let mut buffer = Vec::with_capacity(memory / 2);

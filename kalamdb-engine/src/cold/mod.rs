@@ -436,18 +436,31 @@ impl TableRegistry {
             let family = def.column_family();
             let _guard = self.lock_partition(def, scope).await;
             let mut ops = vec![manifest::add_op(&table_id, scope, &file)?];
-            let keys: Vec<&[u8]> = rows.iter().map(|raw| raw.key.as_slice()).collect();
-            let current = self.storage().multi_get(&family, &keys)?;
-            for (raw, current) in rows.iter().zip(current) {
-                // Only the version that was flushed: a newer one stays hot.
-                if current.as_deref() == Some(raw.value.as_slice()) {
-                    ops.push(WriteOp::Delete {
-                        cf: family.clone(),
-                        key: raw.key.clone(),
-                    });
+            let now_count = manifest::counter(self.storage(), &table_id, scope)?;
+            if now_count == counted {
+                // Nothing was written to the partition since the snapshot
+                // (every write bumps the counter under this lock), so the
+                // hot partition is exactly what was flushed: one range
+                // tombstone instead of one per row, which later scans of
+                // the partition would have to step over.
+                ops.push(WriteOp::DeleteRange {
+                    cf: family.clone(),
+                    from: scope.prefix(),
+                    to: scope.end_key(),
+                });
+            } else {
+                let keys: Vec<&[u8]> = rows.iter().map(|raw| raw.key.as_slice()).collect();
+                let current = self.storage().multi_get(&family, &keys)?;
+                for (raw, current) in rows.iter().zip(current) {
+                    // Only the version that was flushed: a newer one stays hot.
+                    if current.as_deref() == Some(raw.value.as_slice()) {
+                        ops.push(WriteOp::Delete {
+                            cf: family.clone(),
+                            key: raw.key.clone(),
+                        });
+                    }
                 }
             }
-            let now_count = manifest::counter(self.storage(), &table_id, scope)?;
             ops.push(manifest::counter_op(
                 &table_id,
                 scope,

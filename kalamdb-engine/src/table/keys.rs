@@ -34,6 +34,20 @@ impl Scope {
         }
     }
 
+    /// The smallest key above every row key of this scope: the end of a
+    /// range delete of the whole partition. Shared keys are UTF-8 text (never
+    /// a 0xFF byte) or 8-byte integers, all below nine 0xFF bytes.
+    pub fn end_key(&self) -> Vec<u8> {
+        let mut end = self.prefix();
+        while let Some(last) = end.pop() {
+            if last < 0xFF {
+                end.push(last + 1);
+                return end;
+            }
+        }
+        vec![0xFF; 9]
+    }
+
     /// Full key of the row with primary key bytes `pk`.
     pub fn row_key(&self, pk: &[u8]) -> Vec<u8> {
         let mut key = self.prefix();
@@ -90,6 +104,20 @@ mod tests {
         let k2 = Scope::User("a:b".into()).row_key(b"c");
         assert_ne!(k1, k2);
         assert!(!k2.starts_with(&Scope::User("a".into()).prefix()));
+    }
+
+    #[test]
+    fn end_keys_bound_their_partition() {
+        let alice = Scope::User("alice".into());
+        let (from, to) = (alice.prefix(), alice.end_key());
+        let inside = |key: Vec<u8>| from <= key && key < to;
+        assert!(inside(alice.row_key(&[0xFF; 12])));
+        assert!(inside(alice.row_key(b"")));
+        assert!(!inside(Scope::User("alicf".into()).row_key(b"")));
+        assert!(!inside(Scope::User("alice0".into()).row_key(b"")));
+        assert!(!inside(Scope::User("alic".into()).row_key(&[0xFF; 4])));
+        assert!(Scope::Shared.row_key(&i64::MAX.storage_key()) < Scope::Shared.end_key());
+        assert!(Scope::Shared.row_key("\u{10FFFF}".as_bytes()) < Scope::Shared.end_key());
     }
 
     #[test]
