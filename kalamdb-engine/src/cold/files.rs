@@ -165,6 +165,11 @@ pub fn key_predicate(def: &TableDef, pks: &[Vec<u8>]) -> Result<Arc<dyn Physical
     Ok(in_list(col(&key.name, &schema)?, list, &false, &schema)?)
 }
 
+/// A predicate that keeps every row (for file selection by key range only).
+pub fn always_true() -> Arc<dyn PhysicalExpr> {
+    lit(true)
+}
+
 /// `_seq > from` over the table schema.
 pub fn seq_after(def: &TableDef, from: i64) -> Result<Arc<dyn PhysicalExpr>> {
     let schema = def.arrow_schema();

@@ -89,6 +89,9 @@ pub struct ColdTier {
     pub runtime: Arc<RuntimeEnv>,
     pub config: ColdConfig,
     requests: mpsc::UnboundedSender<FlushRequest>,
+    /// Task context of reads outside a query (built once: a default
+    /// context is costly to make).
+    task: Arc<TaskContext>,
 }
 
 impl std::fmt::Debug for ColdTier {
@@ -116,12 +119,14 @@ impl ColdTier {
         config: ColdConfig,
     ) -> (ColdTier, mpsc::UnboundedReceiver<FlushRequest>) {
         let (requests, receiver) = mpsc::unbounded_channel();
+        let task = Arc::new(TaskContext::default().with_runtime(runtime.clone()));
         (
             ColdTier {
                 locations: Locations::default(),
                 runtime,
                 config,
                 requests,
+                task,
             },
             receiver,
         )
@@ -140,7 +145,7 @@ impl ColdTier {
 
     /// A task context for reads outside a query.
     pub fn task(&self) -> Arc<TaskContext> {
-        Arc::new(TaskContext::default().with_runtime(self.runtime.clone()))
+        self.task.clone()
     }
 
     /// The flush policy in force: the table's, else the configured default.
@@ -217,22 +222,18 @@ impl TableRegistry {
         filter: ColdFilter,
         keep_tombstones: bool,
     ) -> Result<Vec<RecordBatch>> {
-        let task = self.cold.task();
-        let positions = SystemPositions::extend(def, &mut columns);
         let table_id = def.table_id();
+        let mut positions = None;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut files = manifest::files(self.storage(), &table_id, scope)?;
-            if let ColdFilter::Always(_, Some(keys)) = &filter {
-                files.retain(|f| {
-                    keys.iter()
-                        .any(|k| f.min_pk.as_slice() <= k.as_slice() && k <= &f.max_pk)
-                });
-            }
+            let files = self.files_for(&table_id, scope, &filter)?;
             if files.is_empty() {
                 return Ok(Vec::new());
             }
+            let task = self.cold.task();
+            let positions =
+                positions.get_or_insert_with(|| SystemPositions::extend(def, &mut columns));
             let single_version = files::disjoint(&files);
             let predicate = match &filter {
                 ColdFilter::Always(p, _) => Some(p.clone()),
@@ -243,7 +244,7 @@ impl TableRegistry {
                 Ok(batches) => {
                     return visible(
                         batches,
-                        &positions,
+                        positions,
                         hot_keys,
                         single_version,
                         keep_tombstones,
@@ -253,6 +254,24 @@ impl TableRegistry {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The partition's files a read with `filter` must open: all, or for a
+    /// key lookup those whose key range can hold one of the keys.
+    fn files_for(
+        &self,
+        table_id: &str,
+        scope: &Scope,
+        filter: &ColdFilter,
+    ) -> Result<Vec<ColdFile>> {
+        let mut files = manifest::files(self.storage(), table_id, scope)?;
+        if let ColdFilter::Always(_, Some(keys)) = filter {
+            files.retain(|f| {
+                keys.iter()
+                    .any(|k| f.min_pk.as_slice() <= k.as_slice() && k <= &f.max_pk)
+            });
+        }
+        Ok(files)
     }
 
     /// A streaming scan of a partition's files for a query, when no merge is
@@ -266,13 +285,7 @@ impl TableRegistry {
         projection: &[usize],
         filter: &ColdFilter,
     ) -> Result<ColdPlan> {
-        let mut files = manifest::files(self.storage(), &def.table_id(), scope)?;
-        if let ColdFilter::Always(_, Some(keys)) = filter {
-            files.retain(|f| {
-                keys.iter()
-                    .any(|k| f.min_pk.as_slice() <= k.as_slice() && k <= &f.max_pk)
-            });
-        }
+        let files = self.files_for(&def.table_id(), scope, filter)?;
         let Some(location) = files.first().map(|f| f.location.clone()) else {
             return Ok(ColdPlan::NoFiles);
         };
@@ -331,6 +344,13 @@ impl TableRegistry {
             .map(|(pk, _)| pk.clone())
             .collect();
         if missing.is_empty() {
+            return Ok(rows);
+        }
+        let candidates = ColdFilter::Always(files::always_true(), Some(missing.clone()));
+        if self
+            .files_for(&def.table_id(), scope, &candidates)?
+            .is_empty()
+        {
             return Ok(rows);
         }
         let all: Vec<usize> = (0..def.arrow_schema().fields().len()).collect();
