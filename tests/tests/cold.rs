@@ -821,3 +821,46 @@ async fn a_crash_during_flushes_under_load_loses_and_duplicates_nothing() {
         .await;
     assert!(failed.is_empty(), "{failed:?}");
 }
+
+#[tokio::test]
+async fn many_small_files_are_compacted_automatically() {
+    let env = [
+        ("KALAMDB_FLUSH_ROWS", "0"),
+        ("KALAMDB_FLUSH_INTERVAL_SECS", "0"),
+        ("KALAMDB_COMPACT_MIN_FILES", "3"),
+    ];
+    let (server, root, alice, _) = setup(&env).await;
+    server
+        .query_ok(
+            &root,
+            "CREATE USER TABLE app.feed (id INT PRIMARY KEY, v TEXT)",
+        )
+        .await;
+    for round in 0..3 {
+        server
+            .query_ok(
+                &alice,
+                &format!("INSERT INTO app.feed VALUES ({round}, 'v{round}')"),
+            )
+            .await;
+        server.run_job(&root, "FLUSH TABLE app.feed").await;
+    }
+    let jobs = eventually(
+        &server,
+        &root,
+        "SELECT parameters, result FROM system.jobs WHERE job_type = 'compact' AND status = 'completed'",
+        |rows| !rows.is_empty(),
+    )
+    .await;
+    assert!(
+        jobs[0]["parameters"].as_str().unwrap().contains("files"),
+        "{jobs:?}"
+    );
+    assert_eq!(result(&jobs[0])["files_before"], 3);
+    let dir = server.data_dir().join("storage/app/feed/alice");
+    assert_eq!(parquet_files(&dir).len(), 1);
+    let rows = server
+        .query_ok(&alice, "SELECT id, v FROM app.feed ORDER BY id")
+        .await;
+    assert_eq!(rows.len(), 3);
+}
