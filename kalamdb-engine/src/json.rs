@@ -45,15 +45,16 @@ pub fn batches_to_rows(batches: &[RecordBatch]) -> Result<Vec<JsonRow>> {
     let mut rows = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
     for batch in batches {
         let schema = batch.schema();
-        let columns = batch
+        // Each cell is moved into its row, not cloned.
+        let mut columns = batch
             .columns()
             .iter()
-            .map(column_values)
+            .map(|c| column_values(c).map(Vec::into_iter))
             .collect::<Result<Vec<_>>>()?;
-        for i in 0..batch.num_rows() {
+        for _ in 0..batch.num_rows() {
             let mut row = Map::with_capacity(columns.len());
-            for (field, values) in schema.fields().iter().zip(&columns) {
-                row.insert(field.name().clone(), values[i].clone());
+            for (field, values) in schema.fields().iter().zip(columns.iter_mut()) {
+                row.insert(field.name().clone(), values.next().unwrap_or(Value::Null));
             }
             rows.push(row);
         }
@@ -73,7 +74,20 @@ fn float(v: f64) -> Value {
 
 /// RFC 3339, UTC, microseconds.
 pub fn format_timestamp_micros(micros: i64) -> Value {
+    use chrono::{Datelike, Timelike};
     match chrono::DateTime::from_timestamp_micros(micros) {
+        // Years 0–9999 by hand: strftime-style formatting re-parses its
+        // pattern for every value and dominated large results.
+        Some(t) if (0..=9999).contains(&t.year()) => Value::String(format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            micros.rem_euclid(1_000_000)
+        )),
         Some(t) => Value::String(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
         None => Value::Null,
     }
@@ -228,5 +242,24 @@ mod tests {
             ["big", "small", "f", "b", "s", "t"],
             "column order kept"
         );
+    }
+
+    #[test]
+    fn timestamps_match_rfc3339_with_microseconds() {
+        for micros in [
+            0,
+            -1,
+            -1_000_001,
+            1_700_000_000_123_456,
+            253_402_300_799_999_999, // 9999-12-31T23:59:59.999999Z
+            253_402_300_800_000_000, // year 10000: the slow path
+            -62_167_219_200_000_000, // 0000-01-01T00:00:00Z
+        ] {
+            let expected = chrono::DateTime::from_timestamp_micros(micros)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                .to_string();
+            assert_eq!(format_timestamp_micros(micros), Value::String(expected));
+        }
     }
 }
