@@ -22,11 +22,13 @@
 //! queries on both tiers, and the time of the `count(*)`/`sum(n)` query over
 //! an empty window and over all rows.
 
+mod common;
+use common::exec;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use kalamdb_engine::{Caller, Engine, EngineConfig, SqlRequest, StatementResult};
+use kalamdb_engine::{Caller, Engine, EngineConfig};
 use kalamdb_model::Role;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
@@ -69,27 +71,6 @@ fn range_agg_sql() -> String {
         "SELECT count(*) AS c, sum(n) AS s FROM bench.events \
          WHERE created >= TIMESTAMP '{WINDOW_FROM}' AND created < TIMESTAMP '{WINDOW_TO}'"
     )
-}
-
-async fn exec(engine: &Engine, caller: &Caller, sql: String) -> Vec<StatementResult> {
-    let outcome = engine
-        .execute(
-            caller,
-            SqlRequest {
-                sql,
-                ..Default::default()
-            },
-        )
-        .await;
-    if let Some(e) = outcome.error {
-        let mut statement = e.statement.unwrap_or_default();
-        if statement.len() > 300 {
-            statement.truncate(300);
-            statement.push('…');
-        }
-        panic!("{statement}: {}", e.error);
-    }
-    outcome.results
 }
 
 /// The text of a result cell (BIGINTs come back as JSON strings).

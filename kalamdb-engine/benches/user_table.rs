@@ -10,11 +10,13 @@
 //!   `WHERE id = …` lookup with 10 or 10,000 users' partitions in the table;
 //!   the two must stay equal (cost independent of other users).
 
+mod common;
+use common::exec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group};
-use kalamdb_engine::{Caller, Engine, EngineConfig, SqlRequest};
+use kalamdb_engine::{Caller, Engine, EngineConfig};
 use kalamdb_model::Role;
 use tokio::runtime::Runtime;
 
@@ -25,21 +27,6 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-async fn run(engine: &Engine, caller: &Caller, sql: String) {
-    let outcome = engine
-        .execute(
-            caller,
-            SqlRequest {
-                sql,
-                ..Default::default()
-            },
-        )
-        .await;
-    if let Some(e) = outcome.error {
-        panic!("{}: {}", e.statement.unwrap_or_default(), e.error);
-    }
-}
-
 fn fixture(rt: &Runtime, users: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut config = EngineConfig::new(dir.path());
@@ -47,7 +34,7 @@ fn fixture(rt: &Runtime, users: usize) -> Fixture {
     let (engine, _) = Engine::open(config).unwrap();
     rt.block_on(async {
         let root = Caller::internal();
-        run(
+        exec(
             &engine,
             &root,
             "CREATE NAMESPACE bench; CREATE USER TABLE bench.items (id BIGINT PRIMARY KEY, body TEXT, n INT)".into(),
@@ -58,7 +45,7 @@ fn fixture(rt: &Runtime, users: usize) -> Fixture {
             let values: Vec<String> = (0..ROWS_PER_USER)
                 .map(|i| format!("({i}, 'message {i} of user {u}', {i})"))
                 .collect();
-            run(&engine, &caller, format!("INSERT INTO bench.items (id, body, n) VALUES {}", values.join(", "))).await;
+            exec(&engine, &caller, format!("INSERT INTO bench.items (id, body, n) VALUES {}", values.join(", "))).await;
         }
     });
     Fixture { engine, _dir: dir }
@@ -78,7 +65,7 @@ fn insert_one_row(c: &mut Criterion) {
     c.bench_function("insert_one_row", |b| {
         b.iter(|| {
             next += 1;
-            rt.block_on(run(
+            rt.block_on(exec(
                 &f.engine,
                 &caller,
                 format!("INSERT INTO bench.items (id, body, n) VALUES ({next}, 'hello', 1)"),
@@ -91,7 +78,7 @@ fn insert_one_row(c: &mut Criterion) {
             next += 1;
             let sql = format!("INSERT INTO bench.items (id, body, n) VALUES ({next}, 'hello', 1)");
             let started = Instant::now();
-            rt.block_on(run(&f.engine, &caller, sql));
+            rt.block_on(exec(&f.engine, &caller, sql));
             started.elapsed()
         })
         .collect();
@@ -111,7 +98,7 @@ fn point_lookup(c: &mut Criterion) {
         let caller = Caller::new(format!("user{}", users / 2), Role::User);
         group.bench_with_input(BenchmarkId::new("users", users), &users, |b, _| {
             b.iter(|| {
-                rt.block_on(run(
+                rt.block_on(exec(
                     &f.engine,
                     &caller,
                     "SELECT body FROM bench.items WHERE id = 7".into(),
@@ -121,7 +108,7 @@ fn point_lookup(c: &mut Criterion) {
         let samples: Vec<Duration> = (0..2_000)
             .map(|_| {
                 let started = Instant::now();
-                rt.block_on(run(
+                rt.block_on(exec(
                     &f.engine,
                     &caller,
                     "SELECT body FROM bench.items WHERE id = 7".into(),

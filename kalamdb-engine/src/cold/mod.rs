@@ -425,31 +425,15 @@ impl TableRegistry {
         };
         let mut outcome = PartitionFlush::default();
         if !rows.is_empty() {
-            let store = self.cold.locations.get(&def.storage_location)?;
-            let name = format!("batch-{}.parquet", self.snowflake_id());
-            let path = format!(
-                "{}/{name}",
-                store.directory(&def.namespace, &def.name, scope)
-            );
             let decoded: Vec<StoredRow> = rows
                 .iter()
                 .map(|raw| StoredRow::decode(&raw.value))
                 .collect::<Result<_>>()?;
-            let encode_def = def.clone();
-            let (data, rows_for_stats) = tokio::task::spawn_blocking(move || {
-                files::encode(&encode_def, &decoded).map(|d| (d, decoded))
-            })
-            .await
-            .map_err(|e| EngineError::Internal(format!("flush task failed: {e}")))??;
-            let ((data, memory), decoded) = (data, rows_for_stats);
-            let bytes = data.len() as u64;
-            store.put(&path, data).await?;
-            let first = &rows[0].pk;
-            let last = &rows[rows.len() - 1].pk;
-            let file = files::describe(name, &store.name, path, &decoded, (first, last), bytes);
+            let keys = (rows[0].pk.as_slice(), rows[rows.len() - 1].pk.as_slice());
+            let (file, memory) = self.write_file(def, scope, decoded, keys).await?;
             outcome = PartitionFlush {
-                rows: decoded.len() as u64,
-                bytes,
+                rows: file.rows,
+                bytes: file.bytes,
                 files: 1,
                 memory,
             };
@@ -499,6 +483,33 @@ impl TableRegistry {
         Ok(outcome)
     }
 
+    /// Encodes `rows` (sorted by key; `keys` their first and last primary
+    /// key) as a new Parquet file of the partition and writes it durably.
+    /// Returns its manifest entry (not yet recorded) and the bytes held in
+    /// memory while encoding.
+    async fn write_file(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+        rows: Vec<StoredRow>,
+        keys: (&[u8], &[u8]),
+    ) -> Result<(ColdFile, usize)> {
+        let store = self.cold.locations.get(&def.storage_location)?;
+        let name = format!("batch-{}.parquet", self.snowflake_id());
+        let directory = store.directory(&def.namespace, &def.name, scope);
+        let path = format!("{directory}/{name}");
+        let encode_def = def.clone();
+        let ((data, memory), rows) = tokio::task::spawn_blocking(move || {
+            files::encode(&encode_def, &rows).map(|encoded| (encoded, rows))
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("encoding task failed: {e}")))??;
+        let bytes = data.len() as u64;
+        store.put(&path, data).await?;
+        let file = files::describe(name, &store.name, path, &rows, keys, bytes);
+        Ok((file, memory))
+    }
+
     /// Rewrites a partition's files as one: the newest version of each key,
     /// without tombstones older than the table's deleted retention.
     pub async fn compact_partition(
@@ -536,7 +547,6 @@ impl TableRegistry {
         let rows_before: u64 = old_files.iter().map(|f| f.rows).sum();
         rows.retain(|(_, r)| !(r.deleted && r.updated <= cutoff));
         rows.sort_by(|a, b| a.0.cmp(&b.0));
-        let store = self.cold.locations.get(&def.storage_location)?;
         let mut ops = Vec::new();
         let mut outcome = PartitionCompaction {
             files_before: old_files.len() as u64,
@@ -545,31 +555,12 @@ impl TableRegistry {
             ..Default::default()
         };
         if !rows.is_empty() {
-            let name = format!("batch-{}.parquet", self.snowflake_id());
-            let path = format!(
-                "{}/{name}",
-                store.directory(&def.namespace, &def.name, scope)
-            );
             let (keys, decoded): (Vec<Vec<u8>>, Vec<StoredRow>) = rows.into_iter().unzip();
-            let encode_def = def.clone();
-            let ((data, memory), decoded) = tokio::task::spawn_blocking(move || {
-                files::encode(&encode_def, &decoded).map(|d| (d, decoded))
-            })
-            .await
-            .map_err(|e| EngineError::Internal(format!("compaction task failed: {e}")))??;
-            outcome.bytes = data.len() as u64;
+            let range = (keys[0].as_slice(), keys[keys.len() - 1].as_slice());
+            let (file, memory) = self.write_file(def, scope, decoded, range).await?;
+            outcome.bytes = file.bytes;
             outcome.memory = memory;
             outcome.files_after = 1;
-            let bytes = data.len() as u64;
-            store.put(&path, data).await?;
-            let file = files::describe(
-                name,
-                &store.name,
-                path,
-                &decoded,
-                (&keys[0], &keys[keys.len() - 1]),
-                bytes,
-            );
             ops.push(manifest::add_op(&table_id, scope, &file)?);
         }
         for file in &old_files {

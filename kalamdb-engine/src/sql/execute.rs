@@ -240,17 +240,7 @@ impl Engine {
             KalamStatement::CompactTable { name } => {
                 self.queue_table_job(caller, "compact", &name, namespace)
             }
-            KalamStatement::CreateStorage {
-                name,
-                if_not_exists,
-                kind,
-                path,
-                credentials,
-                options,
-            } => {
-                self.create_storage(caller, &name, if_not_exists, &kind, &path, credentials, options)
-                    .await
-            }
+            KalamStatement::CreateStorage(create) => self.create_storage(caller, create).await,
             KalamStatement::DropStorage { name, if_exists } => {
                 self.drop_storage(caller, &name, if_exists)
             }

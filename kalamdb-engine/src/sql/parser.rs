@@ -76,15 +76,7 @@ pub enum KalamStatement {
     CompactTable {
         name: TableRef,
     },
-    /// `CREATE STORAGE name TYPE filesystem|s3 PATH '…' [CREDENTIALS 'ref'] [OPTIONS (…)]`.
-    CreateStorage {
-        name: String,
-        if_not_exists: bool,
-        kind: String,
-        path: String,
-        credentials: Option<String>,
-        options: Vec<(String, serde_json::Value)>,
-    },
+    CreateStorage(CreateStorage),
     /// `DROP STORAGE [IF EXISTS] name`.
     DropStorage {
         name: String,
@@ -123,6 +115,17 @@ pub struct CreateTable {
     pub flush_interval: Option<String>,
     pub deleted_retention: Option<String>,
     pub with_options: Vec<(String, serde_json::Value)>,
+}
+
+/// `CREATE STORAGE name TYPE filesystem|s3 PATH '…' [CREDENTIALS 'ref'] [OPTIONS (…)]`.
+#[derive(Debug, Clone)]
+pub struct CreateStorage {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub kind: String,
+    pub path: String,
+    pub credentials: Option<String>,
+    pub options: Vec<(String, serde_json::Value)>,
 }
 
 /// What `ALTER USER` changes.
@@ -404,14 +407,14 @@ fn parse_create_storage(parser: &mut Parser) -> PResult<KalamStatement> {
             "CREATE STORAGE needs PATH '…' (a directory or s3://bucket/prefix)".into(),
         )
     })?;
-    Ok(KalamStatement::CreateStorage {
+    Ok(KalamStatement::CreateStorage(CreateStorage {
         name,
         if_not_exists,
         kind,
         path,
         credentials,
         options,
-    })
+    }))
 }
 
 /// `CREATE USER TABLE`, `CREATE SHARED TABLE` or `CREATE STREAM TABLE` ahead.

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::execute::{ResultColumn, StatementResult};
 use super::namespaces::require_admin;
-use super::parser::TableRef;
+use super::parser::{CreateStorage, TableRef};
 use crate::cold::location::{ColdStore, LocationKind, S3_OPTIONS};
 use crate::engine::{Engine, LOCAL_STORAGE};
 use crate::error::{EngineError, Result};
@@ -72,18 +72,21 @@ impl Engine {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn create_storage(
         &self,
         caller: &Caller,
-        name: &str,
-        if_not_exists: bool,
-        kind: &str,
-        path: &str,
-        credentials: Option<String>,
-        options: Vec<(String, serde_json::Value)>,
+        create: CreateStorage,
     ) -> Result<StatementResult> {
         require_admin(caller, "CREATE STORAGE")?;
+        let CreateStorage {
+            name,
+            if_not_exists,
+            kind,
+            path,
+            credentials,
+            options,
+        } = create;
+        let name = name.as_str();
         if self.stores.storage_locations.get(name)?.is_some() {
             if if_not_exists {
                 return Ok(StatementResult::message(
@@ -95,7 +98,7 @@ impl Engine {
                 "storage {name} already exists"
             )));
         }
-        let kind = LocationKind::parse(kind).ok_or_else(|| {
+        let kind = LocationKind::parse(&kind).ok_or_else(|| {
             EngineError::InvalidInput(format!("unknown storage type {kind}; use filesystem or s3"))
         })?;
         let mut settings = BTreeMap::new();
@@ -121,7 +124,7 @@ impl Engine {
                 LocationKind::Filesystem => "filesystem".into(),
                 LocationKind::S3 => "s3".into(),
             },
-            path: path.to_string(),
+            path,
             credentials_ref: credentials.or_else(|| {
                 (kind == LocationKind::S3)
                     .then(|| if has_keys { "options" } else { "environment" }.to_string())
