@@ -335,6 +335,17 @@ async fn results_are_identical_before_and_after_flush_update_delete_compact() {
     assert_eq!(jobs[0]["c"], "3");
 }
 
+/// Waits for a completed cleanup job whose result has `key` = `count`.
+async fn cleanup_reports(server: &TestServer, root: &str, key: &str, count: u64) {
+    eventually(
+        server,
+        root,
+        "SELECT result FROM system.jobs WHERE job_type = 'cleanup' AND status = 'completed'",
+        |rows| rows.iter().any(|r| result(r)[key].as_u64() == Some(count)),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn cleanup_purges_expired_tombstones_from_rocksdb() {
     let mut env = MANUAL_ONLY.to_vec();
@@ -352,16 +363,7 @@ async fn cleanup_purges_expired_tombstones_from_rocksdb() {
             "INSERT INTO app.tmp VALUES (1, 'a'), (2, 'b'), (3, 'c'); DELETE FROM app.tmp WHERE id < 3",
         )
         .await;
-    eventually(
-        &server,
-        &root,
-        "SELECT result FROM system.jobs WHERE job_type = 'cleanup' AND status = 'completed'",
-        |rows| {
-            rows.iter()
-                .any(|r| result(r)["tombstones_purged"].as_u64() == Some(2))
-        },
-    )
-    .await;
+    cleanup_reports(&server, &root, "tombstones_purged", 2).await;
     let rows = server.query_ok(&alice, "SELECT id, v FROM app.tmp").await;
     assert_eq!(rows, vec![json!({"id": 3, "v": "c"})]);
 
@@ -371,16 +373,7 @@ async fn cleanup_purges_expired_tombstones_from_rocksdb() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("batch-1.parquet"), b"not listed").unwrap();
     std::fs::write(dir.join(".batch-2.parquet.tmp"), b"half written").unwrap();
-    eventually(
-        &server,
-        &root,
-        "SELECT result FROM system.jobs WHERE job_type = 'cleanup' AND status = 'completed'",
-        |rows| {
-            rows.iter()
-                .any(|r| result(r)["orphan_files_removed"].as_u64() == Some(2))
-        },
-    )
-    .await;
+    cleanup_reports(&server, &root, "orphan_files_removed", 2).await;
     assert!(!dir.join("batch-1.parquet").exists());
     assert!(!dir.join(".batch-2.parquet.tmp").exists());
     let rows = server.query_ok(&alice, "SELECT id, v FROM app.tmp").await;

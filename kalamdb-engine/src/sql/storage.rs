@@ -78,17 +78,9 @@ impl Engine {
         create: CreateStorage,
     ) -> Result<StatementResult> {
         require_admin(caller, "CREATE STORAGE")?;
-        let CreateStorage {
-            name,
-            if_not_exists,
-            kind,
-            path,
-            credentials,
-            options,
-        } = create;
-        let name = name.as_str();
+        let name = create.name.as_str();
         if self.stores.storage_locations.get(name)?.is_some() {
-            if if_not_exists {
+            if create.if_not_exists {
                 return Ok(StatementResult::message(
                     0,
                     format!("storage {name} already exists"),
@@ -98,11 +90,14 @@ impl Engine {
                 "storage {name} already exists"
             )));
         }
-        let kind = LocationKind::parse(&kind).ok_or_else(|| {
-            EngineError::InvalidInput(format!("unknown storage type {kind}; use filesystem or s3"))
+        let kind = LocationKind::parse(&create.kind).ok_or_else(|| {
+            EngineError::InvalidInput(format!(
+                "unknown storage type {}; use filesystem or s3",
+                create.kind
+            ))
         })?;
         let mut settings = BTreeMap::new();
-        for (key, value) in options {
+        for (key, value) in create.options {
             let key = key.to_ascii_lowercase();
             if kind == LocationKind::Filesystem || !S3_OPTIONS.contains(&key.as_str()) {
                 return Err(EngineError::InvalidInput(format!(
@@ -124,8 +119,8 @@ impl Engine {
                 LocationKind::Filesystem => "filesystem".into(),
                 LocationKind::S3 => "s3".into(),
             },
-            path,
-            credentials_ref: credentials.or_else(|| {
+            path: create.path,
+            credentials_ref: create.credentials.or_else(|| {
                 (kind == LocationKind::S3)
                     .then(|| if has_keys { "options" } else { "environment" }.to_string())
             }),
