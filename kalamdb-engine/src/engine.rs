@@ -13,10 +13,11 @@ use crate::cold::{ColdConfig, ColdTier};
 use crate::error::{EngineError, Result};
 use crate::jobs::{JobConfig, Jobs};
 use crate::sql::functions::SnowflakeIdUdf;
-use crate::storage::{Storage, USER_TABLE_COUNTERS_CF};
+use crate::storage::{Storage, USER_TABLE_COUNTERS_CF, WriteOp};
 use crate::system::{SYSTEM_COLUMN_FAMILIES, SystemStores};
 use crate::table::TableRegistry;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::ScalarUDF;
 
 /// Name of the built-in administrator.
@@ -37,6 +38,64 @@ pub struct EngineConfig {
     pub cold: ColdConfig,
     /// Job retention and cleanup schedule.
     pub jobs: JobConfig,
+    /// Bounds on the work one request may ask for.
+    pub limits: Limits,
+}
+
+/// Bounds on one request's work, so no client can exhaust a worker's stack,
+/// a worker's time or the server's memory. Each has a setting
+/// (`docs/configuration.md`) that the error message names.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Statements in one `/api/sql` request (`KALAMDB_MAX_STATEMENTS`).
+    pub max_statements: usize,
+    /// Bytes of SQL text in one request (`KALAMDB_MAX_SQL_BYTES`).
+    pub max_sql_bytes: usize,
+    /// Bytes of a live query's SQL (`KALAMDB_MAX_SUBSCRIBE_SQL_BYTES`).
+    pub max_subscribe_sql_bytes: usize,
+    /// Expression depth of one statement (`KALAMDB_MAX_EXPRESSION_DEPTH`).
+    pub max_expression_depth: usize,
+    /// Tables one statement may join (`KALAMDB_MAX_JOINS`): DataFusion's
+    /// join planning grows steeply with their number.
+    pub max_joins: usize,
+    /// Time one statement may run before it is cancelled
+    /// (`KALAMDB_STATEMENT_TIMEOUT_MS`); `None` for no limit.
+    pub statement_timeout: Option<std::time::Duration>,
+    /// Bytes (Arrow, in memory) one statement's result may hold
+    /// (`KALAMDB_MAX_RESULT_BYTES`).
+    pub max_result_bytes: usize,
+    /// Memory all running queries may hold for joins, sorts and
+    /// aggregations (`KALAMDB_QUERY_MEMORY_BYTES`); sorts and aggregations
+    /// spill to disk beyond their share, anything else fails the query.
+    pub query_memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_statements: 1000,
+            max_sql_bytes: 1024 * 1024,
+            max_subscribe_sql_bytes: 64 * 1024,
+            max_expression_depth: DEFAULT_MAX_EXPRESSION_DEPTH,
+            max_joins: 64,
+            statement_timeout: Some(std::time::Duration::from_secs(60)),
+            query_memory_bytes: 2 * 1024 * 1024 * 1024,
+            max_result_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Default of [`Limits::max_expression_depth`].
+pub const DEFAULT_MAX_EXPRESSION_DEPTH: usize = 500;
+
+/// Stack size of the threads that run statements. DataFusion's planner,
+/// optimiser and expression evaluator recurse once per level of an
+/// expression; in a debug build a level costs up to ~8 KiB of stack in the
+/// deepest phase. This leaves room for [`DEFAULT_MAX_EXPRESSION_DEPTH`]
+/// many times over (the worst case is tested in `tests/hardening.rs`);
+/// raise it with the depth limit. The memory is reserved, not committed.
+pub fn worker_stack_bytes(max_expression_depth: usize) -> usize {
+    (max_expression_depth * 128 * 1024).max(64 * 1024 * 1024)
 }
 
 impl EngineConfig {
@@ -48,6 +107,7 @@ impl EngineConfig {
             node_id: "node-1".into(),
             cold: ColdConfig::default(),
             jobs: JobConfig::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -72,6 +132,9 @@ pub struct Engine {
     pub(crate) ddl_lock: parking_lot::Mutex<()>,
     /// Flush, compaction and cleanup jobs.
     pub(crate) jobs: Jobs,
+    /// Ids of users whose sessions must end now (dropped, or their role or
+    /// password changed): open WebSocket connections listen to it.
+    revocations: tokio::sync::broadcast::Sender<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -100,7 +163,14 @@ impl Engine {
             })?;
         let storage = Arc::new(storage);
         let stores = SystemStores::new(&storage);
-        let runtime = Arc::new(RuntimeEnv::default());
+        // A bounded pool: a join or sort of a hostile query fails (or
+        // spills) instead of taking the server's memory.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(
+                config.limits.query_memory_bytes,
+            )))
+            .with_temp_file_path(config.data_dir.join("spill"))
+            .build_arc()?;
         let (cold, flush_requests) = ColdTier::new(runtime.clone(), config.cold.clone());
         let tables = Arc::new(TableRegistry::open(storage.clone(), &stores, cold)?);
 
@@ -121,6 +191,11 @@ impl Engine {
         ctx.register_udf(ScalarUDF::new_from_impl(SnowflakeIdUdf::new(
             tables.clone(),
         )));
+        // Functions whose output size an argument sets, bounded per call.
+        let state = ctx.state();
+        for function in crate::sql::bounded_functions(state.scalar_functions().values()) {
+            ctx.register_udf(function);
+        }
 
         let jobs = Jobs::new(config.jobs.clone(), flush_requests);
         let engine = Engine {
@@ -130,7 +205,9 @@ impl Engine {
             ctx,
             ddl_lock: parking_lot::Mutex::new(()),
             jobs,
+            revocations: tokio::sync::broadcast::channel(1024).0,
         };
+        engine.index_user_names()?;
         let bootstrap = engine.bootstrap()?;
         for location in engine.stores.storage_locations.scan_all()? {
             if let Err(e) = engine.tables.cold.open_location(&location) {
@@ -181,7 +258,7 @@ impl Engine {
                     generated
                 }
             };
-            self.stores.users.put(&User {
+            self.insert_user(&User {
                 user_id: ROOT_USER.into(),
                 username: ROOT_USER.into(),
                 password_hash: auth::hash_password(&password)?,
@@ -221,9 +298,101 @@ impl Engine {
             .filter(|u| u.deleted_at.is_none()))
     }
 
+    /// The live user with this login name.
+    pub fn user_by_name(&self, username: &str) -> Result<Option<User>> {
+        let Some(id) = self
+            .stores
+            .storage
+            .get(USER_NAMES_CF, &user_name_key(username))?
+        else {
+            return Ok(None);
+        };
+        let id = String::from_utf8(id)
+            .map_err(|_| EngineError::Internal(format!("corrupt user id of {username}")))?;
+        Ok(self.user(&id)?.filter(|u| u.username == username))
+    }
+
+    /// An id for a new user called `username`: the name itself unless an
+    /// account (live or dropped) ever had that id, else `{name}~{n}`. `~`
+    /// is not allowed in names, so no name can claim such an id later, and
+    /// ids are never reused: a dropped account's rows, files, tokens and
+    /// subscriptions can never pass to a new one.
+    pub(crate) fn fresh_user_id(&self, username: &str) -> Result<String> {
+        let mut candidate = username.to_string();
+        let mut n = 1u64;
+        while self.stores.users.get(&candidate)?.is_some() {
+            n += 1;
+            candidate = format!("{username}~{n}");
+        }
+        Ok(candidate)
+    }
+
+    /// Writes a new user and its login name in one batch.
+    pub(crate) fn insert_user(&self, user: &User) -> Result<()> {
+        self.stores.storage.write(vec![
+            self.stores.users.put_op(user)?,
+            WriteOp::Put {
+                cf: USER_NAMES_CF.into(),
+                key: user_name_key(&user.username),
+                value: user.user_id.as_bytes().to_vec(),
+            },
+        ])
+    }
+
+    /// The operation freeing a dropped user's login name.
+    pub(crate) fn forget_user_name_op(&self, username: &str) -> WriteOp {
+        WriteOp::Delete {
+            cf: USER_NAMES_CF.into(),
+            key: user_name_key(username),
+        }
+    }
+
+    /// Builds the login-name index of a data directory written before it
+    /// existed (where every user id was its login name).
+    fn index_user_names(&self) -> Result<()> {
+        if self
+            .stores
+            .storage
+            .get(USER_NAMES_CF, USER_NAMES_INDEXED)?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let mut ops = Vec::new();
+        for user in self.stores.users.scan_all()? {
+            if user.deleted_at.is_none() {
+                ops.push(WriteOp::Put {
+                    cf: USER_NAMES_CF.into(),
+                    key: user_name_key(&user.username),
+                    value: user.user_id.as_bytes().to_vec(),
+                });
+            }
+        }
+        ops.push(WriteOp::Put {
+            cf: USER_NAMES_CF.into(),
+            key: USER_NAMES_INDEXED.to_vec(),
+            value: b"1".to_vec(),
+        });
+        self.stores.storage.write(ops)
+    }
+
+    /// Ends every session of a user: its subscriptions stop at once and its
+    /// WebSocket connections (listening on [`Engine::revocations`]) close.
+    pub(crate) fn revoke_sessions(&self, user_id: &str) {
+        for subscription in self.tables.live.of_user(user_id) {
+            self.unsubscribe(&subscription.live_id);
+        }
+        let _ = self.revocations.send(user_id.to_string());
+    }
+
+    /// Ids of users whose sessions were revoked, as it happens.
+    pub fn revocations(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.revocations.subscribe()
+    }
+
     /// Checks a username and password; the same error for every failure.
     pub fn login(&self, username: &str, password: &str) -> Result<User> {
-        let user = self.user(username)?;
+        let user = self.user_by_name(username)?;
         let hash = user.as_ref().map(|u| u.password_hash.as_str());
         if auth::verify_password(password, hash)
             && let Some(user) = user
@@ -234,6 +403,17 @@ impl Engine {
             "invalid username or password".into(),
         ))
     }
+}
+
+/// Login names → user ids, beside the manifest in the default column family.
+const USER_NAMES_CF: &str = "default";
+/// Set once the index of login names is complete.
+const USER_NAMES_INDEXED: &[u8] = b"meta\0user_names_indexed";
+
+fn user_name_key(username: &str) -> Vec<u8> {
+    let mut key = b"user_name\0".to_vec();
+    key.extend_from_slice(username.as_bytes());
+    key
 }
 
 /// Writes a secret readable by the owner only (mode 0600 on Unix).
@@ -249,4 +429,59 @@ fn write_private_file(path: &Path, contents: &str) -> Result<()> {
     file.write_all(contents.as_bytes())
         .and_then(|_| file.sync_all())
         .map_err(|e| EngineError::Internal(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Caller, SqlRequest};
+
+    async fn run(engine: &Engine, sql: &str) {
+        let outcome = engine
+            .execute(
+                &Caller::internal(),
+                SqlRequest {
+                    sql: sql.into(),
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert!(outcome.error.is_none(), "{sql}: {:?}", outcome.error);
+    }
+
+    #[tokio::test]
+    async fn user_ids_are_never_reused_and_old_directories_get_a_name_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EngineConfig::new(dir.path());
+        config.root_password = Some("root-pw".into());
+        {
+            let (engine, _) = Engine::open(config.clone()).unwrap();
+            run(&engine, "CREATE USER 'alice' WITH PASSWORD 'pw-1'").await;
+            assert_eq!(engine.login("alice", "pw-1").unwrap().user_id, "alice");
+            run(&engine, "DROP USER 'alice'").await;
+            assert!(engine.login("alice", "pw-1").is_err());
+            run(&engine, "CREATE USER 'alice' WITH PASSWORD 'pw-2'").await;
+            assert_eq!(engine.login("alice", "pw-2").unwrap().user_id, "alice~2");
+            assert!(
+                engine.user("alice").unwrap().is_none(),
+                "the old id stays dropped"
+            );
+            // A data directory from before the index: no entries, no marker.
+            let mut ops = vec![WriteOp::Delete {
+                cf: USER_NAMES_CF.into(),
+                key: USER_NAMES_INDEXED.to_vec(),
+            }];
+            for name in ["root", "alice"] {
+                ops.push(engine.forget_user_name_op(name));
+            }
+            engine.stores.storage.write(ops).unwrap();
+            assert!(engine.user_by_name("alice").unwrap().is_none());
+        }
+        let (engine, _) = Engine::open(config).unwrap();
+        assert_eq!(engine.login("alice", "pw-2").unwrap().user_id, "alice~2");
+        assert_eq!(engine.login("root", "root-pw").unwrap().user_id, "root");
+        run(&engine, "DROP USER 'alice'").await;
+        run(&engine, "CREATE USER 'alice' WITH PASSWORD 'pw-3'").await;
+        assert_eq!(engine.login("alice", "pw-3").unwrap().user_id, "alice~3");
+    }
 }

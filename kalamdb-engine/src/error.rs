@@ -33,6 +33,13 @@ pub enum EngineError {
     /// A write that breaks a constraint: duplicate primary key, NULL in a NOT NULL column.
     #[error("{0}")]
     Constraint(String),
+    /// A request over one of the configured limits (statements, SQL
+    /// length, expression depth); the message names the setting.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// A statement ran past the statement timeout and was cancelled.
+    #[error("{0}")]
+    Timeout(String),
     /// The caller's role does not allow this.
     #[error("{0}")]
     PermissionDenied(String),
@@ -59,7 +66,9 @@ impl EngineError {
             | EngineError::NotFound(_)
             | EngineError::AlreadyExists(_)
             | EngineError::InvalidInput(_)
-            | EngineError::Constraint(_) => ErrorKind::BadRequest,
+            | EngineError::Constraint(_)
+            | EngineError::LimitExceeded(_)
+            | EngineError::Timeout(_) => ErrorKind::BadRequest,
             EngineError::PermissionDenied(_) => ErrorKind::Forbidden,
             EngineError::Unauthenticated(_) => ErrorKind::Unauthorized,
             EngineError::Storage(_) | EngineError::Internal(_) => ErrorKind::Internal,
@@ -82,6 +91,8 @@ impl EngineError {
             EngineError::AlreadyExists(_) => "ALREADY_EXISTS",
             EngineError::InvalidInput(_) => "INVALID_INPUT",
             EngineError::Constraint(_) => "CONSTRAINT_VIOLATION",
+            EngineError::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            EngineError::Timeout(_) => "STATEMENT_TIMEOUT",
             EngineError::PermissionDenied(_) => "PERMISSION_DENIED",
             EngineError::Unauthenticated(_) => "UNAUTHORIZED",
             EngineError::Storage(_) | EngineError::Internal(_) => "INTERNAL_ERROR",
@@ -95,6 +106,27 @@ impl EngineError {
     }
 }
 
+impl EngineError {
+    /// The same error, from a reference (variants with a source become
+    /// `Internal` with the source's message).
+    fn copy(&self) -> EngineError {
+        let text = self.to_string();
+        match self {
+            EngineError::InvalidSql(_) => EngineError::InvalidSql(text),
+            EngineError::NotFound(_) => EngineError::NotFound(text),
+            EngineError::AlreadyExists(_) => EngineError::AlreadyExists(text),
+            EngineError::InvalidInput(_) => EngineError::InvalidInput(text),
+            EngineError::Constraint(_) => EngineError::Constraint(text),
+            EngineError::LimitExceeded(_) => EngineError::LimitExceeded(text),
+            EngineError::Timeout(_) => EngineError::Timeout(text),
+            EngineError::PermissionDenied(_) => EngineError::PermissionDenied(text),
+            EngineError::Unauthenticated(_) => EngineError::Unauthenticated(text),
+            EngineError::Internal(message) => EngineError::Internal(message.clone()),
+            EngineError::Query(_) | EngineError::Storage(_) => EngineError::Internal(text),
+        }
+    }
+}
+
 impl From<DataFusionError> for EngineError {
     /// Unwraps engine errors that travelled through DataFusion (raised inside
     /// a table provider) so they keep their own kind.
@@ -102,12 +134,20 @@ impl From<DataFusionError> for EngineError {
         let is_engine =
             matches!(err.find_root(), DataFusionError::External(e) if e.is::<EngineError>());
         if is_engine {
+            // Behind an Arrow or other wrapper it can only be read, not
+            // taken: rebuild it from what it says.
+            let copy = match err.find_root() {
+                DataFusionError::External(e) => {
+                    e.downcast_ref::<EngineError>().map(EngineError::copy)
+                }
+                _ => None,
+            };
             if let DataFusionError::External(e) = unwrap_context(err)
                 && let Ok(engine) = e.downcast::<EngineError>()
             {
                 return *engine;
             }
-            return EngineError::Internal("lost an engine error".into());
+            return copy.unwrap_or_else(|| EngineError::Internal("lost an engine error".into()));
         }
         EngineError::Query(err)
     }

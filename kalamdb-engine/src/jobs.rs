@@ -226,6 +226,9 @@ impl Engine {
                         if let Err(e) = engine.schedule(&mut last_flush, &mut last_cleanup) {
                             tracing::warn!("job scheduler: {e}");
                         }
+                        if let Err(e) = engine.tables.sweep_retired().await {
+                            tracing::warn!("cannot remove retired files: {e}");
+                        }
                     }
                 }
             }
@@ -362,7 +365,16 @@ impl Engine {
         }
         let started = Instant::now();
         let cpu_before = process_cpu_secs();
+        // A job reads Parquet files too (compaction, cleanup): a DROP TABLE
+        // meanwhile must not delete them under it.
+        let lease = self.tables.cold.readers.enter();
         let outcome = self.run_job_body(&job, &table_id, &params).await;
+        drop(lease);
+        // Files a compaction replaced go now unless a statement still reads
+        // them (then the scheduler's sweep takes them later).
+        if let Err(e) = self.tables.sweep_retired().await {
+            tracing::warn!("cannot remove retired files: {e}");
+        }
         let elapsed = started.elapsed();
         self.jobs
             .pending

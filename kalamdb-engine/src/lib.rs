@@ -19,7 +19,9 @@ pub mod table;
 
 mod engine;
 
-pub use engine::{Bootstrap, Engine, EngineConfig};
+pub use engine::{
+    Bootstrap, DEFAULT_MAX_EXPRESSION_DEPTH, Engine, EngineConfig, Limits, worker_stack_bytes,
+};
 pub use error::{EngineError, ErrorKind, Result};
 pub use session::Caller;
 pub use sql::execute::{BatchOutcome, SqlRequest, StatementError, StatementResult};

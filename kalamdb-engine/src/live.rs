@@ -157,6 +157,16 @@ impl LiveRouter {
         self.by_id.read().get(live_id).cloned()
     }
 
+    /// Every subscription of a user (for DROP USER and revocation).
+    pub fn of_user(&self, user_id: &str) -> Vec<Arc<Subscription>> {
+        self.by_id
+            .read()
+            .values()
+            .filter(|s| s.user_id == user_id)
+            .cloned()
+            .collect()
+    }
+
     /// Live ids of every subscription on a table (for DROP TABLE).
     pub fn on_table(&self, table_id: &str) -> Vec<Arc<Subscription>> {
         self.by_id

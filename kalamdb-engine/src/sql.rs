@@ -4,11 +4,14 @@
 //! statements with sqlparser's token API; everything else goes to DataFusion.
 //! `execute` runs a batch for a caller.
 
+pub use bounded::MAX_FUNCTION_RESULT_BYTES;
+pub(crate) use bounded::bounded_functions;
 pub mod execute;
 pub mod functions;
 pub mod parser;
 pub mod subscribe;
 
+mod bounded;
 mod dml;
 mod namespaces;
 mod storage;

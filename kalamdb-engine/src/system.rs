@@ -121,8 +121,9 @@ fn decode<M: SystemTable>(bytes: &[u8]) -> Result<M> {
         .map_err(|e| EngineError::Internal(format!("corrupt row in system.{}: {e}", M::TABLE_NAME)))
 }
 
-/// Which rows of a system table a caller may see.
-pub type RowVisibility<M> = fn(&M, &Caller) -> bool;
+/// Which rows of a system table a caller may see, and what of them: the
+/// row as shown to the caller, or `None` when it is hidden.
+pub type RowVisibility<M> = fn(M, &Caller) -> Option<M>;
 
 /// `system.<name>` as a DataFusion table. Rows are read from RocksDB when the
 /// query runs, filtered by the caller's visibility; DataFusion re-applies
@@ -160,8 +161,8 @@ impl<M: SystemTable> SystemTableProvider<M> {
 }
 
 /// Every row of a system table is visible.
-pub fn all_rows<M>(_: &M, _: &Caller) -> bool {
-    true
+pub fn all_rows<M>(row: M, _: &Caller) -> Option<M> {
+    Some(row)
 }
 
 #[async_trait]
@@ -186,7 +187,7 @@ impl<M: SystemTable> TableProvider for SystemTableProvider<M> {
             .store
             .scan_all()?
             .into_iter()
-            .filter(|row| (self.visible)(row, &caller))
+            .filter_map(|row| (self.visible)(row, &caller))
             .take(limit.unwrap_or(usize::MAX))
             .map(|mut row| {
                 if let Some(refresh) = &self.refresh {
@@ -248,14 +249,54 @@ impl SystemStores {
     }
 }
 
+// What a `user` or `service` sees of each system table (docs/sql.md has
+// the table): nothing that names another user or the server's disk.
+
 /// Admins see every user; anyone else sees only their own row.
-fn own_user_row(row: &User, caller: &Caller) -> bool {
-    caller.role.is_admin() || row.user_id == caller.user_id
+fn own_user_row(row: User, caller: &Caller) -> Option<User> {
+    (caller.role.is_admin() || row.user_id == caller.user_id).then_some(row)
 }
 
 /// Admins see every subscription; anyone else only their own.
-fn own_live_query(row: &LiveQuery, caller: &Caller) -> bool {
-    caller.role.is_admin() || row.user_id == caller.user_id
+fn own_live_query(row: LiveQuery, caller: &Caller) -> Option<LiveQuery> {
+    (caller.role.is_admin() || row.user_id == caller.user_id).then_some(row)
+}
+
+/// Storage locations (paths, endpoints) are for admins only.
+fn admin_only<M>(row: M, caller: &Caller) -> Option<M> {
+    caller.role.is_admin().then_some(row)
+}
+
+/// Admins see every job. Anyone else sees jobs on whole tables and on
+/// their own partition, never one naming another user's partition; the
+/// error and trace of a whole-table job (which may name a partition's
+/// path) are withheld.
+fn visible_job(mut row: Job, caller: &Caller) -> Option<Job> {
+    if caller.role.is_admin() {
+        return Some(row);
+    }
+    let partition = row
+        .parameters
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|p| {
+            p.get("partition")
+                .and_then(|v| v.as_str())
+                .map(String::from)
+        });
+    match partition.as_deref() {
+        None | Some("shared") => {
+            if row.error_message.is_some() {
+                row.error_message =
+                    Some("the job failed; its error is visible to dba and system".into());
+            }
+            row.trace = None;
+            Some(row)
+        }
+        Some(label) => {
+            (label.strip_prefix("user:") == Some(caller.user_id.as_str())).then_some(row)
+        }
+    }
 }
 
 impl SystemSchema {
@@ -289,8 +330,8 @@ impl SystemSchema {
                 LiveQuery::TABLE_NAME,
                 Arc::new(live_queries) as Arc<dyn TableProvider>,
             ),
-            entry(&stores.storage_locations, all_rows),
-            entry(&stores.jobs, all_rows),
+            entry(&stores.storage_locations, admin_only),
+            entry(&stores.jobs, visible_job),
             entry(&stores.namespaces, all_rows),
             entry(&stores.tables, all_rows),
             entry(&stores.table_schemas, all_rows),

@@ -108,7 +108,7 @@ impl HealthApi {
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct LoginRequest {
-    /// Login name (the user's id), e.g. `root`.
+    /// Login name, e.g. `root`.
     pub username: String,
     /// The user's password.
     pub password: String,
@@ -133,7 +133,7 @@ pub struct LoginResponse {
     pub token_type: String,
     /// Seconds until the token expires.
     pub expires_in: u64,
-    /// Id of the logged-in user.
+    /// Id of the logged-in user: owns its rows, named by its tokens, returned by `CURRENT_USER()`; never given to another account.
     pub user_id: String,
     /// Role of the user: user, service, dba or system.
     pub role: String,

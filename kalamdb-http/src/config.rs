@@ -49,10 +49,27 @@ pub struct Config {
     /// Seconds between cleanup jobs (tombstone purge, orphan files); 0 turns
     /// them off.
     pub cleanup_interval_secs: u64,
+    /// Statements one `/api/sql` request may hold.
+    pub max_statements: usize,
+    /// Bytes of SQL text one request may hold.
+    pub max_sql_bytes: usize,
+    /// Bytes of one live query's SQL (also bounds WebSocket messages).
+    pub max_subscribe_sql_bytes: usize,
+    /// How deep one statement may chain or nest expressions.
+    pub max_expression_depth: usize,
+    /// Tables one statement may join.
+    pub max_joins: usize,
+    /// Milliseconds a statement may run before it is cancelled; 0 for no limit.
+    pub statement_timeout_ms: u64,
+    /// Bytes all running queries may hold for joins, sorts and aggregations.
+    pub query_memory_bytes: usize,
+    /// Bytes (Arrow, in memory) one statement's result may hold.
+    pub max_result_bytes: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
+        let limits = kalamdb_engine::Limits::default();
         Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
@@ -69,6 +86,14 @@ impl Default for Config {
             compact_min_files: 10,
             job_retention_secs: 7 * 86_400,
             cleanup_interval_secs: 3_600,
+            max_statements: limits.max_statements,
+            max_sql_bytes: limits.max_sql_bytes,
+            max_subscribe_sql_bytes: limits.max_subscribe_sql_bytes,
+            max_expression_depth: limits.max_expression_depth,
+            max_joins: limits.max_joins,
+            query_memory_bytes: limits.query_memory_bytes,
+            max_result_bytes: limits.max_result_bytes,
+            statement_timeout_ms: limits.statement_timeout.map_or(0, |t| t.as_millis() as u64),
         }
     }
 }
@@ -160,6 +185,28 @@ impl Config {
         if let Some(v) = var("KALAMDB_CLEANUP_INTERVAL_SECS") {
             config.cleanup_interval_secs = parse_number("KALAMDB_CLEANUP_INTERVAL_SECS", &v)?;
         }
+        for (name, field) in [
+            ("KALAMDB_MAX_STATEMENTS", &mut config.max_statements),
+            ("KALAMDB_MAX_SQL_BYTES", &mut config.max_sql_bytes),
+            (
+                "KALAMDB_MAX_SUBSCRIBE_SQL_BYTES",
+                &mut config.max_subscribe_sql_bytes,
+            ),
+            (
+                "KALAMDB_MAX_EXPRESSION_DEPTH",
+                &mut config.max_expression_depth,
+            ),
+            ("KALAMDB_MAX_JOINS", &mut config.max_joins),
+            ("KALAMDB_QUERY_MEMORY_BYTES", &mut config.query_memory_bytes),
+            ("KALAMDB_MAX_RESULT_BYTES", &mut config.max_result_bytes),
+        ] {
+            if let Some(v) = var(name) {
+                *field = parse_number(name, &v)?;
+            }
+        }
+        if let Some(v) = var("KALAMDB_STATEMENT_TIMEOUT_MS") {
+            config.statement_timeout_ms = parse_number("KALAMDB_STATEMENT_TIMEOUT_MS", &v)?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -175,6 +222,21 @@ impl Config {
                 "must be greater than 0",
             ));
         }
+        if self.max_statements == 0
+            || self.max_sql_bytes == 0
+            || self.max_subscribe_sql_bytes == 0
+            || self.max_expression_depth == 0
+            || self.query_memory_bytes == 0
+            || self.max_result_bytes == 0
+        {
+            return Err(invalid(
+                "max_statements/max_sql_bytes/max_subscribe_sql_bytes/max_expression_depth/query_memory_bytes/max_result_bytes",
+                "must be greater than 0",
+            ));
+        }
+        if self.max_expression_depth > 100_000 {
+            return Err(invalid("max_expression_depth", "must be at most 100000"));
+        }
         if self.token_ttl_secs == 0 {
             return Err(invalid("token_ttl_secs", "must be greater than 0"));
         }
@@ -189,6 +251,21 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| invalid("log", &e.to_string()))?;
         Ok(())
+    }
+
+    /// The engine's request limits.
+    pub fn limits(&self) -> kalamdb_engine::Limits {
+        kalamdb_engine::Limits {
+            max_statements: self.max_statements,
+            max_sql_bytes: self.max_sql_bytes,
+            max_subscribe_sql_bytes: self.max_subscribe_sql_bytes,
+            max_expression_depth: self.max_expression_depth,
+            max_joins: self.max_joins,
+            query_memory_bytes: self.query_memory_bytes,
+            max_result_bytes: self.max_result_bytes,
+            statement_timeout: (self.statement_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(self.statement_timeout_ms)),
+        }
     }
 
     /// The address to bind.

@@ -41,8 +41,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Statements recurse over their syntax trees: worker threads get a stack
+    // sized for the deepest statement the limits let through.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(kalamdb_engine::worker_stack_bytes(
+            config.max_expression_depth,
+        ))
         .build()
     {
         Ok(r) => r,
@@ -69,6 +74,7 @@ async fn serve(config: Config) -> Result<(), String> {
     engine_config.cold.compact_min_files = config.compact_min_files;
     engine_config.jobs.retention_secs = config.job_retention_secs;
     engine_config.jobs.cleanup_interval_secs = config.cleanup_interval_secs;
+    engine_config.limits = config.limits();
     let (engine, bootstrap) = Engine::open(engine_config).map_err(|e| {
         format!(
             "cannot open data directory {}: {e}",
@@ -102,6 +108,8 @@ async fn serve(config: Config) -> Result<(), String> {
             ws: kalamdb_http::ws::WsLimits {
                 max_subscriptions: config.ws_max_subscriptions,
                 queue_capacity: config.ws_queue_capacity,
+                // The subscribe message carries the SQL and some JSON around it.
+                max_message_bytes: config.max_subscribe_sql_bytes + 64 * 1024,
             },
         },
     );

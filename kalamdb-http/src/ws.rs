@@ -40,6 +40,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct WsLimits {
     pub max_subscriptions: usize,
     pub queue_capacity: usize,
+    /// Largest client message; a bigger one closes the connection.
+    pub max_message_bytes: usize,
 }
 /// Initial rows per `initial_data` message unless the client asks otherwise.
 const DEFAULT_BATCH_SIZE: usize = 1000;
@@ -61,7 +63,11 @@ pub fn upgrade(
         Some(token) => Some(state.caller_for_token(&token).map_err(|e| e.0)?),
         None => None,
     };
+    let config = poem::web::websocket::WebSocketConfig::default()
+        .max_message_size(Some(limits.max_message_bytes))
+        .max_frame_size(Some(limits.max_message_bytes));
     Ok(ws
+        .config(config)
         .on_upgrade(move |socket| connection(state, socket, caller, limits))
         .boxed())
 }
@@ -130,6 +136,9 @@ async fn connection(
     limits: WsLimits,
 ) {
     let (mut sink, mut stream) = socket.split();
+    // Listening before the caller is checked: a user dropped after the
+    // check is then always noticed.
+    let mut revocations = state.engine.revocations();
     let caller = match caller {
         Some(caller) => caller,
         None => match authenticate(&state, &mut stream).await {
@@ -147,6 +156,11 @@ async fn connection(
             }
         },
     };
+    if !still_valid(&state, &caller) {
+        send(&mut sink, revoked_message(&caller)).await;
+        let _ = sink.close().await;
+        return;
+    }
     let (events, mut receiver) = mpsc::channel(limits.queue_capacity);
     let mut connection = Connection {
         id: format!("conn-{:016x}", rand::random::<u64>()),
@@ -205,6 +219,21 @@ async fn connection(
                     break;
                 }
             }
+            revoked = revocations.recv() => {
+                let ended = match revoked {
+                    Ok(user_id) => user_id == connection.caller.user_id,
+                    // Missed some: check this user directly.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        !still_valid(&connection.state, &connection.caller)
+                    }
+                    // The engine is shutting down.
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => true,
+                };
+                if ended {
+                    send(&mut sink, revoked_message(&connection.caller)).await;
+                    break;
+                }
+            }
             // Wakes the loop to notice an overflow while the client is idle.
             _ = tick.tick() => {}
         }
@@ -214,6 +243,23 @@ async fn connection(
     for live_id in connection.subscriptions.values() {
         connection.state.engine.unsubscribe(live_id);
     }
+}
+
+/// True while the caller's account exists with the role it connected with.
+fn still_valid(state: &AppState, caller: &Caller) -> bool {
+    matches!(state.engine.user(&caller.user_id), Ok(Some(user)) if user.role == caller.role)
+}
+
+/// Sent before closing the connection of a dropped or changed user.
+fn revoked_message(caller: &Caller) -> ServerMessage {
+    error_message(
+        None,
+        "UNAUTHORIZED",
+        &format!(
+            "user {} was dropped, or its role or password changed: this connection is closed; log in again",
+            caller.user_id
+        ),
+    )
 }
 
 fn change_message(event: ChangeEvent) -> ServerMessage {

@@ -314,10 +314,21 @@ impl ColdStore {
         self.delete(&path).await
     }
 
-    /// Removes a local directory tree (filesystem locations only).
-    pub fn remove_local_dir(&self, directory: &str) {
-        if let Some(root) = &self.local_root {
-            let _ = std::fs::remove_dir_all(root.join(directory));
+    /// After a file was deleted: removes its directory and the ones above
+    /// it while they are empty, up to the location's root (filesystem
+    /// locations only). A directory that still holds anything, of this
+    /// table or another sharing the template, is left alone.
+    pub fn prune_empty_dirs(&self, file_path: &str) {
+        let Some(root) = &self.local_root else {
+            return;
+        };
+        let mut dir = Path::new(file_path).parent();
+        while let Some(relative) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            // Fails (and stops) on a directory that is not empty.
+            if std::fs::remove_dir(root.join(relative)).is_err() {
+                break;
+            }
+            dir = relative.parent();
         }
     }
 }
@@ -333,17 +344,25 @@ fn write_durably(target: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = target
         .parent()
         .ok_or_else(|| std::io::Error::other("a file path needs a directory"))?;
-    std::fs::create_dir_all(dir)?;
     let file_name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = dir.join(format!(".{file_name}.tmp"));
-    {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(data)?;
-        file.sync_all()?;
-    }
+    // The sweeper removes directories that became empty; one may vanish
+    // between creating it and creating the file in it.
+    let mut attempts = 0;
+    let mut file = loop {
+        attempts += 1;
+        std::fs::create_dir_all(dir)?;
+        match std::fs::File::create(&temp) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 5 => continue,
+            other => break other?,
+        }
+    };
+    file.write_all(data)?;
+    file.sync_all()?;
+    drop(file);
     std::fs::rename(&temp, target)?;
     std::fs::File::open(dir)?.sync_all()
 }

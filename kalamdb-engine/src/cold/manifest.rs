@@ -124,6 +124,15 @@ pub fn all_files(storage: &Storage, table_id: &str) -> Result<Vec<(Scope, Vec<Co
     Ok(out)
 }
 
+/// Every file of every table's manifest.
+pub fn every_file(storage: &Storage) -> Result<Vec<ColdFile>> {
+    storage
+        .scan_prefix(MANIFEST_CF, b"cold\0")?
+        .iter()
+        .map(|(_, v)| decode_file(v))
+        .collect()
+}
+
 /// Records a file.
 pub fn add_op(table_id: &str, scope: &Scope, file: &ColdFile) -> Result<WriteOp> {
     let mut key = scope_prefix(table_id, scope);

@@ -20,6 +20,7 @@
 pub mod files;
 pub mod location;
 pub mod manifest;
+pub mod retire;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -45,10 +46,6 @@ use crate::table::{TableDef, TableKind};
 use files::SystemPositions;
 use location::Locations;
 use manifest::ColdFile;
-
-/// How many times a read retries when a file it listed was removed by a
-/// concurrent compaction.
-const READ_ATTEMPTS: usize = 3;
 
 /// A request from a commit for a flush of one partition (its row count
 /// crossed the table's `FLUSH POLICY ROWS`).
@@ -92,6 +89,10 @@ pub struct ColdTier {
     /// Task context of reads outside a query (built once: a default
     /// context is costly to make).
     task: Arc<TaskContext>,
+    /// Statements that may be reading files.
+    pub readers: Arc<retire::Readers>,
+    /// Files taken out of a manifest, deleted once no reader needs them.
+    pub retired: retire::Retired,
 }
 
 impl std::fmt::Debug for ColdTier {
@@ -127,6 +128,8 @@ impl ColdTier {
                 config,
                 requests,
                 task,
+                readers: Arc::new(retire::Readers::default()),
+                retired: retire::Retired::default(),
             },
             receiver,
         )
@@ -200,11 +203,6 @@ pub struct PartitionCompaction {
     pub memory: usize,
 }
 
-fn is_not_found(e: &EngineError) -> bool {
-    let text = e.to_string();
-    text.contains("not found") || text.contains("NotFound") || text.contains("No such file")
-}
-
 impl TableRegistry {
     /// Parquet rows of a partition that are the visible version of their key:
     /// not shadowed by a hot version (`hot_keys`), the newest among files,
@@ -222,38 +220,27 @@ impl TableRegistry {
         filter: ColdFilter,
         keep_tombstones: bool,
     ) -> Result<Vec<RecordBatch>> {
-        let table_id = def.table_id();
-        let mut positions = None;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let files = self.files_for(&table_id, scope, &filter)?;
-            if files.is_empty() {
-                return Ok(Vec::new());
-            }
-            let task = self.cold.task();
-            let positions =
-                positions.get_or_insert_with(|| SystemPositions::extend(def, &mut columns));
-            let single_version = files::disjoint(&files);
-            let predicate = match &filter {
-                ColdFilter::Always(p, _) => Some(p.clone()),
-                ColdFilter::IfDisjoint(p) if single_version => Some(p.clone()),
-                _ => None,
-            };
-            match files::scan(def, &files, &columns, predicate, task.clone()).await {
-                Ok(batches) => {
-                    return visible(
-                        batches,
-                        positions,
-                        hot_keys,
-                        single_version,
-                        keep_tombstones,
-                    );
-                }
-                Err(e) if attempt < READ_ATTEMPTS && is_not_found(&e) => continue,
-                Err(e) => return Err(e),
-            }
+        let files = self.files_for(&def.table_id(), scope, &filter)?;
+        if files.is_empty() {
+            return Ok(Vec::new());
         }
+        let positions = SystemPositions::extend(def, &mut columns);
+        let single_version = files::disjoint(&files);
+        let predicate = match &filter {
+            ColdFilter::Always(p, _) => Some(p.clone()),
+            ColdFilter::IfDisjoint(p) if single_version => Some(p.clone()),
+            _ => None,
+        };
+        // Files listed here stay on disk until this statement ends (see
+        // `retire`), so a concurrent compaction never pulls one away.
+        let batches = files::scan(def, &files, &columns, predicate, self.cold.task()).await?;
+        visible(
+            batches,
+            &positions,
+            hot_keys,
+            single_version,
+            keep_tombstones,
+        )
     }
 
     /// The partition's files a read with `filter` must open: all, or for a
@@ -566,35 +553,44 @@ impl TableRegistry {
         for file in &old_files {
             ops.push(manifest::remove_op(&table_id, scope, &file.name));
         }
+        ops.extend(retire::record_ops(&old_files));
         self.storage().write(ops)?;
-        for file in &old_files {
-            if let Ok(store) = self.cold.locations.get(&file.location)
-                && let Err(e) = store.delete(&file.path).await
-            {
-                tracing::warn!("cannot remove compacted file {}: {e}", file.path);
-            }
-        }
+        // Statements that listed the old files may still read them: they
+        // are deleted by `sweep_retired` once those statements end.
+        self.cold.retired.add(&self.cold.readers, &old_files);
         Ok(outcome)
     }
 
-    /// Removes files of a table's partitions that no manifest lists (left by
-    /// a crash between writing a file and recording it) and temporary files.
+    /// Removes files below a table's directory that no manifest of any
+    /// table lists and that are not retired (left by a crash between
+    /// writing a file and recording it), and temporary files. Several
+    /// tables may share a directory (a storage template without
+    /// `${namespace}`), so a file is only an orphan when nobody lists it.
     pub async fn remove_orphans(&self, def: &TableDef) -> Result<u64> {
         let store = self.cold.locations.get(&def.storage_location)?;
         let Some(directory) = store.table_directory(&def.namespace, &def.name) else {
             return Ok(0);
         };
-        let listed: HashSet<String> = manifest::all_files(self.storage(), &def.table_id())?
+        let found = store.list(&directory).await?;
+        // Listed after the directory: a file recorded meanwhile is kept.
+        let mut listed: HashSet<String> = manifest::every_file(self.storage())?
             .into_iter()
-            .flat_map(|(_, files)| files.into_iter().map(|f| f.path))
+            .filter(|f| f.location == store.name)
+            .map(|f| f.path)
             .collect();
+        listed.extend(
+            retire::recorded(self.storage())?
+                .into_iter()
+                .filter(|f| f.location == store.name)
+                .map(|f| f.path),
+        );
         // Files written in the last minute may belong to a flush in progress.
         let now = kalamdb_model::Timestamp::now().0;
         let mut removed = 0;
-        for (path, _) in store.list(&directory).await? {
+        for (path, _) in found {
             let name = path.rsplit('/').next().unwrap_or_default();
             let ours = name.starts_with("batch-") || name.starts_with(".batch-");
-            if !ours || listed.contains(&path) {
+            if !ours || listed.contains(&path) || self.cold.retired.contains(&store.name, &path) {
                 continue;
             }
             let written = name
@@ -613,38 +609,68 @@ impl TableRegistry {
         Ok(removed)
     }
 
+    /// Deletes retired files that no running statement can still read, and
+    /// forgets them. Returns how many were deleted.
+    pub async fn sweep_retired(&self) -> Result<usize> {
+        let due = self.cold.retired.take_due(&self.cold.readers);
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut failed = Vec::new();
+        let mut ops = Vec::new();
+        for file in due {
+            let deleted = match self.cold.locations.get(&file.location) {
+                Ok(store) => match store.delete(&file.path).await {
+                    Ok(()) => {
+                        store.prune_empty_dirs(&file.path);
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot remove retired file {}: {e}", file.path);
+                        false
+                    }
+                },
+                // The location was dropped: nothing left to delete there.
+                Err(_) => true,
+            };
+            if deleted {
+                ops.push(retire::forget_op(&file));
+            } else {
+                failed.push(file);
+            }
+        }
+        let count = ops.len();
+        self.cold.retired.put_back(failed);
+        if !ops.is_empty() {
+            self.storage().write(ops)?;
+        }
+        Ok(count)
+    }
+
     /// The write-batch operations forgetting a dropped table's manifest
-    /// and counters, and the files to remove once they are committed.
+    /// and counters and retiring its files (exactly those its manifest
+    /// lists: never a directory, which another table may share).
     pub(crate) fn drop_cold_ops(&self, table_id: &str) -> Result<(Vec<WriteOp>, Vec<ColdFile>)> {
-        let files = manifest::all_files(self.storage(), table_id)?
+        let files: Vec<ColdFile> = manifest::all_files(self.storage(), table_id)?
             .into_iter()
             .flat_map(|(_, files)| files)
             .collect();
-        Ok((manifest::drop_ops(self.storage(), table_id)?, files))
+        let mut ops = manifest::drop_ops(self.storage(), table_id)?;
+        ops.extend(retire::record_ops(&files));
+        Ok((ops, files))
     }
 
-    /// Removes a dropped table's files in the background.
-    pub(crate) fn remove_dropped_files(&self, def: &TableDef, files: Vec<ColdFile>) {
-        let stores: Vec<_> = files
-            .into_iter()
-            .filter_map(|f| Some((self.cold.locations.get(&f.location).ok()?, f.path)))
-            .collect();
-        let table_store = self.cold.locations.get(&def.storage_location).ok();
-        let directory = table_store
-            .as_ref()
-            .and_then(|s| s.table_directory(&def.namespace, &def.name));
-        let work = async move {
-            for (store, path) in stores {
-                if let Err(e) = store.delete(&path).await {
-                    tracing::warn!("cannot remove {path} of a dropped table: {e}");
-                }
-            }
-            if let (Some(store), Some(directory)) = (table_store, directory) {
-                store.remove_local_dir(&directory);
-            }
-        };
+    /// Hands a dropped table's files (already recorded as retired) to the
+    /// sweeper, which deletes them once no running statement reads them.
+    pub(crate) fn remove_dropped_files(self: &Arc<Self>, files: &[ColdFile]) {
+        self.cold.retired.add(&self.cold.readers, files);
+        let registry = self.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(work);
+            handle.spawn(async move {
+                if let Err(e) = registry.sweep_retired().await {
+                    tracing::warn!("cannot remove files of a dropped table: {e}");
+                }
+            });
         }
     }
 

@@ -13,13 +13,17 @@ use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::{FunctionRegistry, SessionState};
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
+use datafusion::physical_plan::joins::CrossJoinExec;
+use datafusion::physical_plan::{ExecutionPlan, StatisticsArgs, StatisticsContext, execute_stream};
 use datafusion::prelude::SQLOptions;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
+use futures::StreamExt;
 
 use super::functions::CurrentUserUdf;
 use super::parser::{KalamStatement, StatementSource, split_batch};
-use crate::engine::Engine;
+use crate::cold::retire::StatementLease;
+use crate::engine::{Engine, Limits};
 use crate::error::{EngineError, Result};
 use crate::json::{JsonRow, batches_to_rows, sql_type_name};
 use crate::session::Caller;
@@ -113,7 +117,16 @@ impl Engine {
     /// Runs a batch for `caller`.
     pub async fn execute(&self, caller: &Caller, request: SqlRequest) -> BatchOutcome {
         let mut outcome = BatchOutcome::default();
-        let prepared = split_batch(&request.sql).and_then(|sources| {
+        let limits = &self.config.limits;
+        let prepared = self.check_sql_size(&request.sql).and_then(|()| {
+            let sources = split_batch(&request.sql)?;
+            if sources.len() > limits.max_statements {
+                return Err(EngineError::LimitExceeded(format!(
+                    "the request holds {} statements; the limit is {} (KALAMDB_MAX_STATEMENTS): send them in several requests",
+                    sources.len(),
+                    limits.max_statements
+                )));
+            }
             let highest = sources
                 .iter()
                 .map(|s| s.highest_placeholder())
@@ -153,10 +166,8 @@ impl Engine {
         };
         let namespace = request.namespace.as_deref();
         for source in sources {
-            match self
-                .execute_one(&state, caller, &source, &params, namespace)
-                .await
-            {
+            let run = self.execute_one(&state, caller, &source, &params, namespace);
+            match within(limits.statement_timeout, run).await {
                 Ok(result) => outcome.results.push(result),
                 Err(error) => {
                     outcome.error = Some(StatementError {
@@ -170,6 +181,18 @@ impl Engine {
         outcome
     }
 
+    /// Refuses SQL text over the configured length.
+    pub(crate) fn check_sql_size(&self, sql: &str) -> Result<()> {
+        let limit = self.config.limits.max_sql_bytes;
+        if sql.len() > limit {
+            return Err(EngineError::LimitExceeded(format!(
+                "the SQL text is {} bytes; the limit is {limit} (KALAMDB_MAX_SQL_BYTES)",
+                sql.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// A session for one batch: the template's catalog and functions, the
     /// caller attached for providers, `CURRENT_USER()` bound to the caller.
     pub(crate) fn session_state(
@@ -179,6 +202,15 @@ impl Engine {
     ) -> Result<SessionState> {
         let mut state = self.ctx.state();
         state.config_mut().set_extension(Arc::new(caller.clone()));
+        state
+            .config_mut()
+            .set_extension(Arc::new(self.config.limits.clone()));
+        // Parquet files the batch lists stay on disk until it ends.
+        state
+            .config_mut()
+            .set_extension(Arc::new(StatementLease::new(
+                self.tables.cold.readers.clone(),
+            )));
         if let Some(namespace) = namespace {
             if self.stores.namespaces.get(namespace)?.is_none() {
                 return Err(EngineError::NotFound(format!(
@@ -203,7 +235,23 @@ impl Engine {
         params: &[ScalarValue],
         namespace: Option<&str>,
     ) -> Result<StatementResult> {
-        match source.parse()? {
+        source.check_depth(
+            self.config.limits.max_expression_depth,
+            self.config.limits.max_joins,
+        )?;
+        self.run_statement(state, caller, source.parse()?, params, namespace)
+            .await
+    }
+
+    async fn run_statement(
+        &self,
+        state: &SessionState,
+        caller: &Caller,
+        statement: KalamStatement,
+        params: &[ScalarValue],
+        namespace: Option<&str>,
+    ) -> Result<StatementResult> {
+        match statement {
             KalamStatement::CreateTable(create) => self.create_table(caller, &create, namespace),
             KalamStatement::DropTable { name, if_exists } => {
                 self.drop_table(caller, &name, if_exists, namespace)
@@ -245,9 +293,16 @@ impl Engine {
                 self.drop_storage(caller, &name, if_exists)
             }
             KalamStatement::ExecuteAs { user, statement } => {
+                let statement = statement.parse()?;
+                if matches!(statement, KalamStatement::ExecuteAs { .. }) {
+                    return Err(EngineError::InvalidSql(
+                        "EXECUTE AS USER cannot be nested: run the inner statement as the outer user".into(),
+                    ));
+                }
                 let inner = self.impersonate(caller, &user)?;
                 let inner_state = self.session_state(&inner, namespace)?;
-                Box::pin(self.execute_one(&inner_state, &inner, &statement, params, namespace)).await
+                Box::pin(self.run_statement(&inner_state, &inner, statement, params, namespace))
+                    .await
             }
             KalamStatement::CreateNamespace { name, if_not_exists } => {
                 self.create_namespace(caller, &name, if_not_exists)
@@ -298,7 +353,7 @@ impl Engine {
             )));
         }
         let target = self
-            .user(user_id)?
+            .user_by_name(user_id)?
             .ok_or_else(|| EngineError::NotFound(format!("user {user_id} does not exist")))?;
         if target.role > caller.role {
             return Err(EngineError::PermissionDenied(format!(
@@ -360,6 +415,22 @@ impl Engine {
     }
 }
 
+/// Runs `work`, cancelling it (at its next await point) after `limit`.
+pub(crate) async fn within<T>(
+    limit: Option<std::time::Duration>,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let Some(limit) = limit else {
+        return work.await;
+    };
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(EngineError::Timeout(format!(
+            "the statement ran longer than {} ms and was cancelled (KALAMDB_STATEMENT_TIMEOUT_MS)",
+            limit.as_millis()
+        )))
+    })
+}
+
 /// Names a missing namespace or table the way users write them
 /// ("table app.messages does not exist") before DataFusion plans.
 pub(crate) fn check_tables_exist(state: &SessionState, statement: &DFStatement) -> Result<()> {
@@ -387,17 +458,81 @@ pub(crate) fn check_tables_exist(state: &SessionState, statement: &DFStatement) 
     Ok(())
 }
 
-/// Binds parameters and runs a plan.
+/// Binds parameters and runs a plan, within the session's [`Limits`]:
+/// no cross join that could outgrow memory, no result over the size limit.
 pub(crate) async fn collect_plan(
     state: &SessionState,
     plan: LogicalPlan,
     params: &[ScalarValue],
 ) -> Result<(datafusion::arrow::datatypes::Schema, Vec<RecordBatch>)> {
+    let limits = state.config().get_extension::<Limits>().unwrap_or_default();
     let plan = bind_params(plan, params)?;
     let frame = DataFrame::new(state.clone(), plan);
     let schema = frame.schema().as_arrow().clone();
-    let batches = frame.collect().await?;
+    let physical = frame.create_physical_plan().await?;
+    check_cross_joins(&physical)?;
+    let mut stream = execute_stream(physical, state.task_ctx())?;
+    let mut batches = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        // The rows' own bytes: a LIMIT's output slices a larger buffer.
+        bytes += batch
+            .columns()
+            .iter()
+            .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+            .sum::<usize>();
+        if bytes > limits.max_result_bytes {
+            return Err(EngineError::LimitExceeded(format!(
+                "the result is larger than {} bytes (KALAMDB_MAX_RESULT_BYTES): narrow it with WHERE or page it with LIMIT",
+                limits.max_result_bytes
+            )));
+        }
+        batches.push(batch);
+    }
     Ok((schema, batches))
+}
+
+/// Estimated rows a cross join (a join without an equality condition) may
+/// produce. DataFusion holds one side of it in memory and builds index
+/// arrays as long as that side, which its memory pool does not see when the
+/// side has no columns: `SELECT count(*) FROM t a, t b, …` would take all
+/// the server's memory before any limit noticed.
+pub const MAX_CROSS_JOIN_ROWS: usize = 100_000_000;
+
+/// Refuses a plan with a cross join whose sides' row estimates multiply
+/// past [`MAX_CROSS_JOIN_ROWS`], or whose size is unknown on both sides.
+fn check_cross_joins(plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
+    let mut pending = vec![plan.clone()];
+    while let Some(node) = pending.pop() {
+        if node.is::<CrossJoinExec>() {
+            let statistics = StatisticsContext::new();
+            let rows = |child: &Arc<dyn ExecutionPlan>| {
+                statistics
+                    .compute(child.as_ref(), &StatisticsArgs::new())
+                    .ok()
+                    .and_then(|s| s.num_rows.get_value().copied())
+            };
+            let children = node.children();
+            let estimate = match (
+                children.first().map(|c| rows(c)),
+                children.get(1).map(|c| rows(c)),
+            ) {
+                (Some(Some(left)), Some(Some(right))) => Some(left.saturating_mul(right)),
+                // One side of at most one row (a scalar subquery) bounds it.
+                (Some(Some(n)), _) | (_, Some(Some(n))) if n <= 1 => Some(0),
+                _ => None,
+            };
+            if estimate.is_none_or(|rows| rows > MAX_CROSS_JOIN_ROWS) {
+                return Err(EngineError::LimitExceeded(format!(
+                    "a join without an equality condition between its tables (a cross join) could produce {} rows; the limit is {MAX_CROSS_JOIN_ROWS}: join ON a condition or filter the tables first",
+                    estimate.map_or_else(|| "an unknown number of".to_string(), |r| r.to_string())
+                )));
+            }
+        }
+        pending.extend(node.children().into_iter().cloned());
+    }
+    Ok(())
 }
 
 /// Sums DataFusion's `count` column of a DML result.

@@ -162,9 +162,7 @@ impl Engine {
         ops.extend(cold_ops);
         self.stores.storage.write(ops)?;
         self.end_subscriptions_on(&table.table_id);
-        if let Some(def) = self.tables.get(&table.namespace, &table.table_name) {
-            self.tables.remove_dropped_files(&def, files);
-        }
+        self.tables.remove_dropped_files(&files);
         self.tables.forget(&table.table_id);
         self.stores.storage.drop_cf(&family)?;
         Ok(())

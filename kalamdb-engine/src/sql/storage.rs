@@ -14,6 +14,32 @@ use crate::error::{EngineError, Result};
 use crate::session::Caller;
 use crate::table::TableKind;
 
+/// A storage path as it is stored: `..` is refused anywhere (a location
+/// must not reach outside the directory it names), and a relative
+/// filesystem path is anchored in the data directory, never in the server's
+/// working directory. Absolute filesystem paths are the operator's choice.
+fn anchored_path(kind: LocationKind, path: &str, data_dir: &std::path::Path) -> Result<String> {
+    let body = path.strip_prefix("file://").unwrap_or(path);
+    if body.split(['/', '\\']).any(|part| part == "..") {
+        return Err(EngineError::InvalidInput(format!(
+            "storage path {path} contains '..': name the directory itself"
+        )));
+    }
+    if body.trim().is_empty() {
+        return Err(EngineError::InvalidInput(
+            "the storage path is empty".into(),
+        ));
+    }
+    if kind != LocationKind::Filesystem || std::path::Path::new(body).is_absolute() {
+        return Ok(path.to_string());
+    }
+    let base = std::path::absolute(data_dir).map_err(|e| {
+        EngineError::Internal(format!("cannot resolve {}: {e}", data_dir.display()))
+    })?;
+    let relative = body.trim_start_matches("./");
+    Ok(format!("{}/{relative}", base.display()))
+}
+
 impl Engine {
     /// Queues a flush or compaction of every partition of a table and
     /// returns the job id; the job's progress is its `system.jobs` row.
@@ -111,6 +137,7 @@ impl Engine {
             };
             settings.insert(key, text);
         }
+        let path = anchored_path(kind, &create.path, &self.config.data_dir)?;
         let has_keys = settings.contains_key("access_key_id");
         let now = Timestamp::now();
         let location = StorageLocation {
@@ -119,7 +146,7 @@ impl Engine {
                 LocationKind::Filesystem => "filesystem".into(),
                 LocationKind::S3 => "s3".into(),
             },
-            path: create.path,
+            path,
             credentials_ref: create.credentials.or_else(|| {
                 (kind == LocationKind::S3)
                     .then(|| if has_keys { "options" } else { "environment" }.to_string())

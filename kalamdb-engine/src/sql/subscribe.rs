@@ -10,7 +10,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use tokio::sync::mpsc;
 
-use super::execute::{ResultColumn, check_tables_exist, collect_plan};
+use super::execute::{ResultColumn, check_tables_exist, collect_plan, within};
 use super::parser::{KalamStatement, split_batch};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -103,13 +103,23 @@ impl Engine {
         sender: mpsc::Sender<LiveEvent>,
         overflowed: Arc<AtomicBool>,
     ) -> Result<Subscribed> {
+        let limits = &self.config.limits;
+        if request.sql.len() > limits.max_subscribe_sql_bytes {
+            return Err(EngineError::LimitExceeded(format!(
+                "the live query is {} bytes; the limit is {} (KALAMDB_MAX_SUBSCRIBE_SQL_BYTES)",
+                request.sql.len(),
+                limits.max_subscribe_sql_bytes
+            )));
+        }
         let mut sources = split_batch(&request.sql)?;
         if sources.len() != 1 {
             return Err(EngineError::InvalidSql(
                 "a live query is exactly one SELECT".into(),
             ));
         }
-        let statement = match sources.remove(0).parse()? {
+        let source = sources.remove(0);
+        source.check_depth(limits.max_expression_depth, limits.max_joins)?;
+        let statement = match source.parse()? {
             KalamStatement::Sql(statement) if matches!(*statement, Statement::Query(_)) => {
                 *statement
             }
@@ -201,17 +211,33 @@ impl Engine {
 
         // Register and read under the partition lock: no write can commit
         // between the two, so the initial rows and the events meet at `seq`.
+        let lease = self.tables.cold.readers.enter();
         let guard = self.tables.lock_partition(&def, &scope).await;
         self.tables.live.register(subscription.clone());
         let seq = self.tables.current_seq();
-        let initial = match request.from_seq {
-            Some(from) => self.changed_since(&subscription, from).await,
-            None => collect_plan(&state, plan, &[])
-                .await
-                .and_then(|(_, batches)| batches_to_rows(&batches))
-                .map(|rows| (rows, Vec::new())),
+        let read = async {
+            // Dropped, or role changed, while subscribing: the revocation
+            // may have run before the registration and missed it.
+            if self
+                .user(&caller.user_id)?
+                .is_none_or(|user| user.role != caller.role)
+            {
+                return Err(EngineError::Unauthenticated(format!(
+                    "user {} was dropped or changed; log in again",
+                    caller.user_id
+                )));
+            }
+            match request.from_seq {
+                Some(from) => self.changed_since(&subscription, from).await,
+                None => collect_plan(&state, plan, &[])
+                    .await
+                    .and_then(|(_, batches)| batches_to_rows(&batches))
+                    .map(|rows| (rows, Vec::new())),
+            }
         };
+        let initial = within(limits.statement_timeout, read).await;
         drop(guard);
+        drop(lease);
         let (mut initial_rows, resume_deletes) = match initial {
             Ok(result) => result,
             Err(e) => {

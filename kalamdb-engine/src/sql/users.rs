@@ -46,7 +46,7 @@ impl Engine {
         require_admin(caller, "CREATE USER")?;
         check_can_grant(caller, role)?;
         let _guard = self.ddl_lock.lock();
-        if self.user(username)?.is_some() {
+        if self.user_by_name(username)?.is_some() {
             if if_not_exists {
                 return Ok(StatementResult::message(
                     0,
@@ -58,8 +58,8 @@ impl Engine {
             )));
         }
         let now = Timestamp::now();
-        self.stores.users.put(&User {
-            user_id: username.to_string(),
+        self.insert_user(&User {
+            user_id: self.fresh_user_id(username)?,
             username: username.to_string(),
             password_hash: auth::hash_password(password)?,
             role,
@@ -80,15 +80,16 @@ impl Engine {
         username: &str,
         change: UserChange,
     ) -> Result<StatementResult> {
-        let is_self = caller.user_id == username;
+        let _guard = self.ddl_lock.lock();
+        let target = self.user_by_name(username)?;
+        let is_self = target.as_ref().is_some_and(|u| u.user_id == caller.user_id);
         let self_service = is_self && !matches!(change, UserChange::Role(_));
         if !self_service {
             require_admin(caller, "ALTER USER")?;
         }
-        let _guard = self.ddl_lock.lock();
-        let mut user = self
-            .user(username)?
-            .ok_or_else(|| user_not_found(username))?;
+        let mut user = target.ok_or_else(|| user_not_found(username))?;
+        // A new password or role ends the sessions opened under the old one.
+        let revoke = !matches!(change, UserChange::Email(_));
         if !self_service {
             check_can_manage(caller, &user)?;
         }
@@ -114,6 +115,9 @@ impl Engine {
         };
         user.updated_at = Timestamp::now();
         self.stores.users.put(&user)?;
+        if revoke {
+            self.revoke_sessions(&user.user_id);
+        }
         Ok(StatementResult::message(
             1,
             format!("user {username}: {what}"),
@@ -127,7 +131,10 @@ impl Engine {
         if_exists: bool,
     ) -> Result<StatementResult> {
         require_admin(caller, "DROP USER")?;
-        if username == ROOT_USER || username == caller.user_id {
+        let _guard = self.ddl_lock.lock();
+        let target = self.user_by_name(username)?;
+        let is_self = target.as_ref().is_some_and(|u| u.user_id == caller.user_id);
+        if username == ROOT_USER || is_self {
             return Err(EngineError::InvalidInput(format!(
                 "user {username} cannot be dropped: it is {}",
                 if username == ROOT_USER {
@@ -137,8 +144,7 @@ impl Engine {
                 }
             )));
         }
-        let _guard = self.ddl_lock.lock();
-        let Some(mut user) = self.user(username)? else {
+        let Some(mut user) = target else {
             if if_exists {
                 return Ok(StatementResult::message(
                     0,
@@ -151,7 +157,13 @@ impl Engine {
         let now = Timestamp::now();
         user.deleted_at = Some(now);
         user.updated_at = now;
-        self.stores.users.put(&user)?;
+        // The record keeps its id forever (ids are never reused); the login
+        // name is free for a new account, which gets a new id.
+        self.stores.storage.write(vec![
+            self.stores.users.put_op(&user)?,
+            self.forget_user_name_op(username),
+        ])?;
+        self.revoke_sessions(&user.user_id);
         Ok(StatementResult::message(
             1,
             format!("user {username} dropped"),

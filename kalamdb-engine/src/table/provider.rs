@@ -163,6 +163,8 @@ impl TableProvider for TableProviderImpl {
         let caller = Caller::of_session(state);
         let scope = scope_for(&self.def, &caller);
         let def = &self.def;
+        // Before the manifest is listed: its files then outlive the statement.
+        crate::cold::retire::hold_lease(state.config());
         let lookup = key_lookup(def, filters).map(|mut keys| {
             keys.sort();
             keys.dedup();
@@ -334,7 +336,7 @@ impl DataSink for TableSink {
     async fn write_all(
         &self,
         mut data: SendableRecordBatchStream,
-        _context: &Arc<TaskContext>,
+        context: &Arc<TaskContext>,
     ) -> datafusion::error::Result<u64> {
         let def = &self.def;
         let now = kalamdb_model::Timestamp::now().0;
@@ -377,6 +379,7 @@ impl DataSink for TableSink {
                 });
             }
         }
+        crate::cold::retire::hold_lease(context.session_config());
         let _guard = self.registry.lock_partition(def, &self.scope).await;
         let keys: Vec<Vec<u8>> = writes.iter().map(|w| w.pk.clone()).collect();
         let existing = self.registry.current_rows(def, &self.scope, &keys).await?;

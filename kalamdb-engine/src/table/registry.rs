@@ -104,6 +104,9 @@ impl TableRegistry {
             let def = table_def(&table, doc)?;
             defs.insert(table.table_id.clone(), Arc::new(def));
         }
+        // Files a previous run retired but had not deleted yet.
+        cold.retired
+            .restore(crate::cold::retire::recorded(&storage)?);
         Ok(TableRegistry {
             storage,
             defs: RwLock::new(defs),
