@@ -284,3 +284,89 @@ impl Drop for TestServer {
         self.stop();
     }
 }
+
+/// Parquet files under `dir`, recursively, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(parquet_files(&path));
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A WebSocket client for `/ws`.
+pub mod ws {
+    use std::time::Duration;
+
+    use futures::{SinkExt, StreamExt};
+    use serde_json::Value;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    use super::TestServer;
+
+    pub type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    /// Opens `/ws`, with `Authorization: Bearer` when a token is given.
+    pub async fn try_connect(
+        server: &TestServer,
+        token: Option<&str>,
+    ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+        let url = server.base_url.replace("http://", "ws://") + "/ws";
+        let mut request = url.into_client_request().expect("ws request");
+        if let Some(token) = token {
+            request.headers_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header"),
+            );
+        }
+        tokio_tungstenite::connect_async(request)
+            .await
+            .map(|(socket, _)| socket)
+    }
+
+    pub async fn connect(server: &TestServer, token: Option<&str>) -> Socket {
+        try_connect(server, token).await.expect("websocket connect")
+    }
+
+    pub async fn send(socket: &mut Socket, value: Value) {
+        socket
+            .send(Message::Text(value.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next JSON message, failing after 10 s.
+    pub async fn next(socket: &mut Socket) -> Value {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .expect("a message within 10 s")
+                .expect("socket open")
+                .expect("no socket error");
+            if let Message::Text(text) = message {
+                return serde_json::from_str(&text).expect("JSON message");
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for a short while.
+    pub async fn quiet(socket: &mut Socket) {
+        if let Ok(Some(Ok(Message::Text(text)))) =
+            tokio::time::timeout(Duration::from_millis(400), socket.next()).await
+        {
+            panic!("unexpected message {text}");
+        }
+    }
+}

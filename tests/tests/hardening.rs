@@ -20,17 +20,14 @@
 //!   compactions.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
-use kalamdb_tests::TestServer;
+use futures::StreamExt;
+use kalamdb_tests::ws::{Socket, connect, next, quiet, send, try_connect};
+use kalamdb_tests::{TestServer, parquet_files};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Only manual flushes unless a test asks otherwise.
 const MANUAL_ONLY: [(&str, &str); 3] = [
@@ -88,6 +85,20 @@ fn assert_limit(status: u16, body: &Value, variable: &str, what: &str) {
     );
 }
 
+/// A server started with `env` where root has run `setup`; root's token.
+async fn prepared(env: &[(&str, &str)], setup: &str) -> (TestServer, String) {
+    let server = TestServer::start_with(env);
+    let root = server.root_token().await;
+    server.query_ok(&root, setup).await;
+    (server, root)
+}
+
+/// `INSERT INTO table VALUES` the given rows in one statement.
+async fn insert_rows(server: &TestServer, token: &str, table: &str, rows: Vec<String>) {
+    let sql = format!("INSERT INTO {table} VALUES {}", rows.join(", "));
+    server.query_ok(token, &sql).await;
+}
+
 async fn still_serving(server: &TestServer, token: &str) {
     let (status, body) = server.get("/health").await;
     assert_eq!(status, 200, "health: {body}");
@@ -121,74 +132,6 @@ async fn eventually(
             "condition never held for {sql}: {rows:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Parquet files under `dir`, recursively.
-fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(parquet_files(&path));
-        } else if path.extension().is_some_and(|e| e == "parquet") {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-async fn try_connect(
-    server: &TestServer,
-    token: Option<&str>,
-) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-    let url = server.base_url.replace("http://", "ws://") + "/ws";
-    let mut request = url.into_client_request().unwrap();
-    if let Some(token) = token {
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    tokio_tungstenite::connect_async(request)
-        .await
-        .map(|(socket, _)| socket)
-}
-
-async fn connect(server: &TestServer, token: Option<&str>) -> Socket {
-    try_connect(server, token).await.expect("websocket connect")
-}
-
-async fn send(socket: &mut Socket, value: Value) {
-    socket
-        .send(Message::Text(value.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON message, failing after 10 s.
-async fn next(socket: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("socket open")
-            .expect("no socket error");
-        if let Message::Text(text) = message {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
-}
-
-/// Asserts nothing arrives for a short while.
-async fn quiet(socket: &mut Socket) {
-    if let Ok(Some(Ok(Message::Text(text)))) =
-        tokio::time::timeout(Duration::from_millis(400), socket.next()).await
-    {
-        panic!("unexpected message {text}");
     }
 }
 
@@ -257,21 +200,13 @@ async fn live_count(server: &TestServer, token: &str) -> i64 {
 
 #[tokio::test]
 async fn expression_depth_limit_is_exact_and_leaves_the_server_serving() {
-    let server = TestServer::start();
-    let root = server.root_token().await;
-    server
-        .query_ok(
-            &root,
-            "CREATE NAMESPACE app; CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
-        )
-        .await;
-    let values: Vec<String> = (0..10).map(|i| format!("({i}, 'v{i}')")).collect();
-    server
-        .query_ok(
-            &root,
-            &format!("INSERT INTO app.t VALUES {}", values.join(", ")),
-        )
-        .await;
+    let (server, root) = prepared(
+        &[],
+        "CREATE NAMESPACE app; CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+    )
+    .await;
+    let values = (0..10).map(|i| format!("({i}, 'v{i}')")).collect();
+    insert_rows(&server, &root, "app.t", values).await;
 
     for (term, op) in [("1", "+"), ("true", "AND"), ("'a'", "||")] {
         let (status, body) = server
@@ -330,15 +265,12 @@ async fn expression_depth_limit_is_exact_and_leaves_the_server_serving() {
 
 #[tokio::test]
 async fn queries_that_would_take_all_memory_are_refused() {
-    let server = TestServer::start_with(&[("KALAMDB_MAX_RESULT_BYTES", "1000000")]);
-    let root = server.root_token().await;
-    server
-        .query_ok(
-            &root,
-            "CREATE NAMESPACE app; CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT);
+    let (server, _root) = prepared(
+        &[("KALAMDB_MAX_RESULT_BYTES", "1000000")],
+        "CREATE NAMESPACE app; CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT);
              CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user",
-        )
-        .await;
+    )
+    .await;
     let alice = server.token("alice", "pw-a").await;
     server
         .query_ok(&alice, "INSERT INTO app.t VALUES (1, 'a'), (2, 'b')")
@@ -426,11 +358,7 @@ async fn queries_that_would_take_all_memory_are_refused() {
 
 #[tokio::test]
 async fn nested_execute_as_is_refused() {
-    let server = TestServer::start();
-    let root = server.root_token().await;
-    server
-        .query_ok(&root, "CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user")
-        .await;
+    let (server, root) = prepared(&[], "CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user").await;
     let alice_id = server.login_raw("alice", "pw-a").await.1["user_id"].clone();
     let rows = server
         .query_ok(
@@ -462,14 +390,11 @@ async fn nested_execute_as_is_refused() {
 
 #[tokio::test]
 async fn statements_per_request_are_limited_and_an_over_limit_batch_runs_nothing() {
-    let server = TestServer::start();
-    let root = server.root_token().await;
-    server
-        .query_ok(
-            &root,
-            "CREATE NAMESPACE app; CREATE USER TABLE app.t (id BIGINT PRIMARY KEY)",
-        )
-        .await;
+    let (server, root) = prepared(
+        &[],
+        "CREATE NAMESPACE app; CREATE USER TABLE app.t (id BIGINT PRIMARY KEY)",
+    )
+    .await;
     let (status, body) = server.sql(&root, &vec!["SELECT 1"; 1000].join("; ")).await;
     assert_eq!(status, 200, "1000 statements: {body}");
     assert_eq!(body["results"].as_array().map(Vec::len), Some(1000));
@@ -508,21 +433,13 @@ async fn sql_text_size_is_limited() {
 
 #[tokio::test]
 async fn a_slow_statement_times_out_and_earlier_results_are_kept() {
-    let server = TestServer::start_with(&[("KALAMDB_STATEMENT_TIMEOUT_MS", "1500")]);
-    let root = server.root_token().await;
-    server
-        .query_ok(
-            &root,
-            "CREATE NAMESPACE app; CREATE USER TABLE app.big (id INT PRIMARY KEY)",
-        )
-        .await;
-    let values: Vec<String> = (0..1000).map(|i| format!("({i})")).collect();
-    server
-        .query_ok(
-            &root,
-            &format!("INSERT INTO app.big VALUES {}", values.join(", ")),
-        )
-        .await;
+    let (server, root) = prepared(
+        &[("KALAMDB_STATEMENT_TIMEOUT_MS", "1500")],
+        "CREATE NAMESPACE app; CREATE USER TABLE app.big (id INT PRIMARY KEY)",
+    )
+    .await;
+    let values = (0..1000).map(|i| format!("({i})")).collect();
+    insert_rows(&server, &root, "app.big", values).await;
     let rows = server
         .query_ok(&root, "SELECT count(*) AS n FROM app.big")
         .await;
@@ -549,15 +466,12 @@ async fn a_slow_statement_times_out_and_earlier_results_are_kept() {
 
 #[tokio::test]
 async fn subscription_limits_over_websocket() {
-    let server = TestServer::start();
-    let root = server.root_token().await;
-    server
-        .query_ok(
-            &root,
-            "CREATE NAMESPACE app; CREATE USER TABLE app.m (id BIGINT PRIMARY KEY, body TEXT);
+    let (server, _root) = prepared(
+        &[],
+        "CREATE NAMESPACE app; CREATE USER TABLE app.m (id BIGINT PRIMARY KEY, body TEXT);
              CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user",
-        )
-        .await;
+    )
+    .await;
     let alice = server.token("alice", "pw-a").await;
     server
         .query_ok(
@@ -607,15 +521,12 @@ async fn subscription_limits_over_websocket() {
 
 #[tokio::test]
 async fn a_dropped_and_recreated_user_is_a_new_identity() {
-    let server = TestServer::start_with(&MANUAL_ONLY);
-    let root = server.root_token().await;
-    server
-        .query_ok(
-            &root,
-            "CREATE NAMESPACE app; CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT);
+    let (server, root) = prepared(
+        &MANUAL_ONLY,
+        "CREATE NAMESPACE app; CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT);
              CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user",
-        )
-        .await;
+    )
+    .await;
     let (status, login) = server.login_raw("alice", "pw-a").await;
     assert_eq!(status, 200, "{login}");
     let t1 = login["access_token"].as_str().unwrap().to_string();
@@ -734,17 +645,14 @@ async fn a_dropped_and_recreated_user_is_a_new_identity() {
 
 #[tokio::test]
 async fn dropping_a_user_or_changing_role_or_password_closes_their_sockets() {
-    let server = TestServer::start();
-    let root = server.root_token().await;
-    server
-        .query_ok(
-            &root,
-            "CREATE NAMESPACE app; CREATE USER TABLE app.m (id BIGINT PRIMARY KEY, body TEXT);
+    let (server, root) = prepared(
+        &[],
+        "CREATE NAMESPACE app; CREATE USER TABLE app.m (id BIGINT PRIMARY KEY, body TEXT);
              CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user;
              CREATE USER 'bob' WITH PASSWORD 'pw-b' ROLE user;
              CREATE USER 'carol' WITH PASSWORD 'pw-c' ROLE user",
-        )
-        .await;
+    )
+    .await;
     let sql = "SELECT id, body FROM app.m";
     let alice = server.token("alice", "pw-a").await;
     let bob = server.token("bob", "pw-b").await;
@@ -969,17 +877,14 @@ async fn storage_paths_cannot_climb_out_and_relative_ones_live_in_the_data_dir()
 
 #[tokio::test]
 async fn a_plain_user_sees_only_their_own_rows_of_system_tables() {
-    let server = TestServer::start_with(&MANUAL_ONLY);
-    let root = server.root_token().await;
-    server
-        .query_ok(
-            &root,
-            "CREATE NAMESPACE app;
+    let (server, root) = prepared(
+        &MANUAL_ONLY,
+        "CREATE NAMESPACE app;
              CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT) FLUSH POLICY ROWS 2;
              CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user;
              CREATE USER 'bob' WITH PASSWORD 'pw-b' ROLE user",
-        )
-        .await;
+    )
+    .await;
     let alice = server.token("alice", "pw-a").await;
     let bob = server.token("bob", "pw-b").await;
     let (_alice_ws, subscribed) = subscribe(&server, &alice, "watch", "SELECT * FROM app.t").await;
@@ -1167,17 +1072,14 @@ async fn writes_and_reads_race_constant_flushes_and_compactions() {
         ("KALAMDB_FLUSH_INTERVAL_SECS", "0"),
         ("KALAMDB_COMPACT_MIN_FILES", "2"),
     ];
-    let server = TestServer::start_with(&env);
-    let root = server.root_token().await;
-    server
-        .query_ok(
-            &root,
-            "CREATE NAMESPACE app;
+    let (server, root) = prepared(
+        &env,
+        "CREATE NAMESPACE app;
              CREATE USER TABLE app.c (id BIGINT PRIMARY KEY, n BIGINT) FLUSH POLICY ROWS 4;
              CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user;
              CREATE USER 'bob' WITH PASSWORD 'pw-b' ROLE user",
-        )
-        .await;
+    )
+    .await;
     let alice = server.token("alice", "pw-a").await;
     let bob = server.token("bob", "pw-b").await;
     let deadline = Instant::now() + Duration::from_secs(60);
