@@ -285,6 +285,31 @@ impl Drop for TestServer {
     }
 }
 
+impl TestServer {
+    /// Runs `sql` as `token` until `check` holds for its rows; fails after
+    /// `timeout`, showing the last rows.
+    pub async fn eventually(
+        &self,
+        token: &str,
+        sql: &str,
+        timeout: Duration,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let rows = self.query_ok(token, sql).await;
+            if check(&rows) {
+                return rows;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "condition never held for {sql}: {rows:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// Parquet files under `dir`, recursively, sorted.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

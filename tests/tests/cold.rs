@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kalamdb_tests::TestServer;
+use kalamdb_tests::{TestServer, parquet_files};
 use serde_json::{Value, json};
 
 /// Only manual flushes unless a test asks otherwise.
@@ -43,43 +43,16 @@ fn result(job: &Value) -> Value {
     serde_json::from_str(job["result"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
 }
 
-/// Parquet files (by name) under `dir`, recursively.
-fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(parquet_files(&path));
-        } else if path.extension().is_some_and(|e| e == "parquet") {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Waits until `check` holds for the rows of `sql`.
+/// Waits (up to 30 s) until `check` holds for the rows of `sql`.
 async fn eventually(
     server: &TestServer,
     token: &str,
     sql: &str,
     check: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let rows = server.query_ok(token, sql).await;
-        if check(&rows) {
-            return rows;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition never held for {sql}: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server
+        .eventually(token, sql, Duration::from_secs(30), check)
+        .await
 }
 
 fn values(rows: &[&str]) -> String {

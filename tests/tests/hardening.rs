@@ -121,18 +121,9 @@ async fn eventually(
     secs: u64,
     check: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let rows = server.query_ok(token, sql).await;
-        if check(&rows) {
-            return rows;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition never held for {sql}: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server
+        .eventually(token, sql, Duration::from_secs(secs), check)
+        .await
 }
 
 /// Connects, subscribes, reads `subscribed` and the initial data; returns

@@ -5,56 +5,10 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use kalamdb_tests::TestServer;
+use kalamdb_tests::ws::{connect, next, quiet, send};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(server: &TestServer, token: Option<&str>) -> Socket {
-    let url = server.base_url.replace("http://", "ws://") + "/ws";
-    let mut request = url.into_client_request().unwrap();
-    if let Some(token) = token {
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    tokio_tungstenite::connect_async(request)
-        .await
-        .expect("websocket connect")
-        .0
-}
-
-async fn send(socket: &mut Socket, value: Value) {
-    socket
-        .send(Message::Text(value.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON message, failing after 10 s.
-async fn next(socket: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("socket open")
-            .expect("no socket error");
-        if let Message::Text(text) = message {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
-}
-
-/// Asserts nothing arrives for a short while.
-async fn quiet(socket: &mut Socket) {
-    if let Ok(Some(Ok(Message::Text(text)))) =
-        tokio::time::timeout(Duration::from_millis(400), socket.next()).await
-    {
-        panic!("unexpected message {text}");
-    }
-}
 
 async fn setup() -> (TestServer, String, String) {
     let server = TestServer::start();
