@@ -108,8 +108,12 @@ async fn serve(config: Config) -> Result<(), String> {
             ws: kalamdb_http::ws::WsLimits {
                 max_subscriptions: config.ws_max_subscriptions,
                 queue_capacity: config.ws_queue_capacity,
-                // The subscribe message carries the SQL and some JSON around it.
-                max_message_bytes: config.max_subscribe_sql_bytes + 64 * 1024,
+                // As large as an HTTP body may be (a long subscribe then gets
+                // a LIMIT_EXCEEDED error, not a dropped connection), and
+                // always room for the longest subscribe SQL.
+                max_message_bytes: config
+                    .max_request_bytes
+                    .max(config.max_subscribe_sql_bytes + 64 * 1024),
             },
         },
     );

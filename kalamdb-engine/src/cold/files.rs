@@ -9,7 +9,8 @@ use bytes::Bytes;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
-use datafusion::common::ScalarValue;
+use datafusion::common::stats::Precision;
+use datafusion::common::{ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
@@ -110,7 +111,12 @@ pub fn scan_plan(
     for (i, file) in files.iter().enumerate() {
         groups[i % partitions].push(PartitionedFile::new(file.path.clone(), file.bytes));
     }
+    // The manifest's row counts bound what the files hold (superseded
+    // versions and tombstones included): planning checks rely on it.
+    let mut statistics = Statistics::new_unknown(&def.arrow_schema());
+    statistics.num_rows = Precision::Inexact(files.iter().map(|f| f.rows as usize).sum());
     let builder = FileScanConfigBuilder::new(url, Arc::new(source))
+        .with_statistics(statistics)
         .with_projection_indices(Some(columns.to_vec()))?
         .with_file_groups(groups.into_iter().map(FileGroup::new).collect());
     Ok(DataSourceExec::from_data_source(builder.build()))

@@ -13,7 +13,7 @@ use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::{FunctionRegistry, SessionState};
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
-use datafusion::physical_plan::joins::CrossJoinExec;
+use datafusion::physical_plan::joins::{CrossJoinExec, NestedLoopJoinExec};
 use datafusion::physical_plan::{ExecutionPlan, StatisticsArgs, StatisticsContext, execute_stream};
 use datafusion::prelude::SQLOptions;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -459,7 +459,8 @@ pub(crate) fn check_tables_exist(state: &SessionState, statement: &DFStatement) 
 }
 
 /// Binds parameters and runs a plan, within the session's [`Limits`]:
-/// no cross join that could outgrow memory, no result over the size limit.
+/// no join that would compare too many pairs of rows, no result over the
+/// size limit.
 pub(crate) async fn collect_plan(
     state: &SessionState,
     plan: LogicalPlan,
@@ -470,7 +471,7 @@ pub(crate) async fn collect_plan(
     let frame = DataFrame::new(state.clone(), plan);
     let schema = frame.schema().as_arrow().clone();
     let physical = frame.create_physical_plan().await?;
-    check_cross_joins(&physical)?;
+    check_joins(&physical)?;
     let mut stream = execute_stream(physical, state.task_ctx())?;
     let mut batches = Vec::new();
     let mut bytes = 0usize;
@@ -493,44 +494,44 @@ pub(crate) async fn collect_plan(
     Ok((schema, batches))
 }
 
-/// Estimated rows a cross join (a join without an equality condition) may
-/// produce. DataFusion holds one side of it in memory and builds index
-/// arrays as long as that side, which its memory pool does not see when the
-/// side has no columns: `SELECT count(*) FROM t a, t b, …` would take all
-/// the server's memory before any limit noticed.
-pub const MAX_CROSS_JOIN_ROWS: usize = 100_000_000;
+/// Pairs of rows a join without an equality condition (a cross join, or a
+/// nested-loop join on `ON a.x < b.y` or `ON true`) may compare. Such a join
+/// holds one side in memory — outside DataFusion's memory pool when that
+/// side has no columns — and compares every pair in calls that do not yield
+/// to the statement timeout: `SELECT count(*) FROM t a, t b, …` would take
+/// the server's memory, or its CPU past any timeout.
+pub const MAX_JOIN_PAIRS: usize = 100_000_000;
 
-/// Refuses a plan with a cross join whose sides' row estimates multiply
-/// past [`MAX_CROSS_JOIN_ROWS`], or whose size is unknown on both sides.
-fn check_cross_joins(plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
+/// Refuses a plan with a cross or nested-loop join whose sides' estimated
+/// rows multiply past [`MAX_JOIN_PAIRS`], or whose size is unknown (unless
+/// one side has at most one row, as a scalar subquery does).
+fn check_joins(plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
+    let statistics = StatisticsContext::new();
+    let rows = |child: &Arc<dyn ExecutionPlan>| {
+        statistics
+            .compute(child.as_ref(), &StatisticsArgs::new())
+            .ok()
+            .and_then(|s| s.num_rows.get_value().copied())
+    };
     let mut pending = vec![plan.clone()];
     while let Some(node) = pending.pop() {
-        if node.is::<CrossJoinExec>() {
-            let statistics = StatisticsContext::new();
-            let rows = |child: &Arc<dyn ExecutionPlan>| {
-                statistics
-                    .compute(child.as_ref(), &StatisticsArgs::new())
-                    .ok()
-                    .and_then(|s| s.num_rows.get_value().copied())
-            };
-            let children = node.children();
-            let estimate = match (
-                children.first().map(|c| rows(c)),
-                children.get(1).map(|c| rows(c)),
-            ) {
-                (Some(Some(left)), Some(Some(right))) => Some(left.saturating_mul(right)),
-                // One side of at most one row (a scalar subquery) bounds it.
-                (Some(Some(n)), _) | (_, Some(Some(n))) if n <= 1 => Some(0),
+        let children = node.children();
+        if (node.is::<CrossJoinExec>() || node.is::<NestedLoopJoinExec>())
+            && let [left, right] = children.as_slice()
+        {
+            let pairs = match (rows(left), rows(right)) {
+                (Some(l), Some(r)) => Some(l.saturating_mul(r)),
+                (Some(n), None) | (None, Some(n)) if n <= 1 => Some(n),
                 _ => None,
             };
-            if estimate.is_none_or(|rows| rows > MAX_CROSS_JOIN_ROWS) {
+            if pairs.is_none_or(|pairs| pairs > MAX_JOIN_PAIRS) {
+                let pairs = pairs.map_or_else(|| "an unknown number of".into(), |p| p.to_string());
                 return Err(EngineError::LimitExceeded(format!(
-                    "a join without an equality condition between its tables (a cross join) could produce {} rows; the limit is {MAX_CROSS_JOIN_ROWS}: join ON a condition or filter the tables first",
-                    estimate.map_or_else(|| "an unknown number of".to_string(), |r| r.to_string())
+                    "a join without an equality condition between its tables would compare {pairs} pairs of rows; the limit is {MAX_JOIN_PAIRS}: join ON a.column = b.column, or filter the tables first"
                 )));
             }
         }
-        pending.extend(node.children().into_iter().cloned());
+        pending.extend(children.into_iter().cloned());
     }
     Ok(())
 }
