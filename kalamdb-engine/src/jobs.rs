@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kalamdb_model::{Job, Timestamp};
+use kalamdb_model::{Job, JobKind, JobStatus, Timestamp};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -29,11 +29,6 @@ use crate::storage::WriteOp;
 use crate::table::TableDef;
 use crate::table::keys::Scope;
 use crate::table::registry::{RawRow, TableRegistry};
-
-pub const STATUS_QUEUED: &str = "queued";
-pub const STATUS_RUNNING: &str = "running";
-pub const STATUS_COMPLETED: &str = "completed";
-pub const STATUS_FAILED: &str = "failed";
 
 /// Settings of the job system.
 #[derive(Debug, Clone)]
@@ -78,7 +73,7 @@ pub struct Jobs {
     flush_requests: Mutex<Option<mpsc::UnboundedReceiver<FlushRequest>>>,
     /// Automatic jobs queued or running, by (type, table, partition), so a
     /// busy partition does not queue the same flush twice.
-    pending: Mutex<HashSet<(String, String, String)>>,
+    pending: Mutex<HashSet<(JobKind, String, String)>>,
     stop: watch::Sender<bool>,
     started: AtomicBool,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -116,9 +111,9 @@ fn process_cpu_secs() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-fn key(job_type: &str, table_id: &str, partition: &Option<String>) -> (String, String, String) {
+fn key(job_type: JobKind, table_id: &str, partition: &Option<String>) -> (JobKind, String, String) {
     (
-        job_type.to_string(),
+        job_type,
         table_id.to_string(),
         partition.clone().unwrap_or_default(),
     )
@@ -142,12 +137,12 @@ impl Engine {
             .jobs
             .scan_all()?
             .into_iter()
-            .filter(|j| j.status == STATUS_QUEUED || j.status == STATUS_RUNNING)
+            .filter(|j| !j.status.is_finished())
             .collect();
         leftovers.sort_by(|a, b| a.job_id.cmp(&b.job_id));
         for mut job in leftovers {
-            if job.status == STATUS_RUNNING {
-                job.status = STATUS_QUEUED.into();
+            if job.status == JobStatus::Running {
+                job.status = JobStatus::Queued;
                 job.start_time = None;
                 job.trace = Some("interrupted by a shutdown; queued again at start".into());
                 self.stores.jobs.put(&job)?;
@@ -165,7 +160,7 @@ impl Engine {
                 self.jobs
                     .pending
                     .lock()
-                    .insert(key(&job.job_type, &table, &params.partition));
+                    .insert(key(job.job_type, &table, &params.partition));
             }
             let _ = self.jobs.sender.send(job.job_id.clone());
         }
@@ -202,7 +197,7 @@ impl Engine {
                                 let Some((ns, name)) = request.table_id.split_once('.') else { continue };
                                 let Some(def) = engine.tables.get(ns, name) else { continue };
                                 let partition = TableRegistry::scope_label(&def, &request.scope);
-                                if let Err(e) = engine.queue_job("flush", &def, Some(partition), "rows", true) {
+                                if let Err(e) = engine.queue_job(JobKind::Flush, &def, Some(partition), "rows", true) {
                                     tracing::warn!("cannot queue a flush of {}: {e}", request.table_id);
                                 }
                             }
@@ -262,7 +257,7 @@ impl Engine {
             if now.duration_since(last) >= Duration::from_secs(interval) {
                 last_flush.insert(table_id, now);
                 if !self.tables.pending_partitions(&def)?.is_empty() {
-                    self.queue_job("flush", &def, None, "interval", true)?;
+                    self.queue_job(JobKind::Flush, &def, None, "interval", true)?;
                 }
             }
         }
@@ -270,7 +265,7 @@ impl Engine {
         if cleanup > 0 && now.duration_since(*last_cleanup) >= Duration::from_secs(cleanup) {
             *last_cleanup = now;
             for def in self.tables.all() {
-                self.queue_job("cleanup", &def, None, "schedule", true)?;
+                self.queue_job(JobKind::Cleanup, &def, None, "schedule", true)?;
             }
             self.prune_jobs()?;
         }
@@ -282,8 +277,7 @@ impl Engine {
         let cutoff = Timestamp::now().0 - (self.jobs.config.retention_secs as i64) * 1_000_000;
         let mut ops = Vec::new();
         for job in self.stores.jobs.scan_all()? {
-            let finished = job.status == STATUS_COMPLETED || job.status == STATUS_FAILED;
-            if finished && job.end_time.is_some_and(|t| t.0 < cutoff) {
+            if job.status.is_finished() && job.end_time.is_some_and(|t| t.0 < cutoff) {
                 ops.push(self.stores.jobs.delete_op(&job.job_id));
             }
         }
@@ -298,7 +292,7 @@ impl Engine {
     /// (`dedupe`) are not queued twice for the same partition.
     pub fn queue_job(
         &self,
-        job_type: &str,
+        job_type: JobKind,
         def: &TableDef,
         partition: Option<String>,
         trigger: &str,
@@ -319,10 +313,10 @@ impl Engine {
         };
         self.stores.jobs.put(&Job {
             job_id: job_id.clone(),
-            job_type: job_type.into(),
+            job_type,
             namespace: Some(def.namespace.clone()),
             table_name: Some(def.name.clone()),
-            status: STATUS_QUEUED.into(),
+            status: JobStatus::Queued,
             start_time: None,
             end_time: None,
             parameters: serde_json::to_string(&params).ok(),
@@ -339,7 +333,7 @@ impl Engine {
 
     async fn run_job(&self, job_id: &str) {
         let job = match self.stores.jobs.get(job_id) {
-            Ok(Some(job)) if job.status == STATUS_QUEUED => job,
+            Ok(Some(job)) if job.status == JobStatus::Queued => job,
             _ => return,
         };
         let params: JobParams = job
@@ -356,7 +350,7 @@ impl Engine {
             job.table_name.clone().unwrap_or_default()
         );
         let mut job = Job {
-            status: STATUS_RUNNING.into(),
+            status: JobStatus::Running,
             start_time: Some(Timestamp::now()),
             ..job
         };
@@ -379,7 +373,7 @@ impl Engine {
         self.jobs
             .pending
             .lock()
-            .remove(&key(&job.job_type, &table_id, &params.partition));
+            .remove(&key(job.job_type, &table_id, &params.partition));
         job.end_time = Some(Timestamp::now());
         if let (Some(before), Some(after)) = (cpu_before, process_cpu_secs()) {
             let wall = elapsed.as_secs_f64().max(1e-6);
@@ -393,14 +387,14 @@ impl Engine {
                         json!((elapsed.as_secs_f64() * 1e6).round() / 1e3),
                     );
                 }
-                job.status = STATUS_COMPLETED.into();
+                job.status = JobStatus::Completed;
                 job.result = Some(outcome.result.to_string());
                 job.memory_used_mb =
                     Some((outcome.memory as f64 / 1_048_576.0 * 100.0).round() / 100.0);
             }
             Err(e) => {
                 tracing::warn!("job {job_id} failed: {e}");
-                job.status = STATUS_FAILED.into();
+                job.status = JobStatus::Failed;
                 job.error_message = Some(e.to_string());
             }
         }
@@ -416,11 +410,10 @@ impl Engine {
             .zip(job.table_name.as_deref())
             .and_then(|(ns, t)| self.tables.get(ns, t))
             .ok_or_else(|| EngineError::NotFound(format!("table {table_id} does not exist")))?;
-        match job.job_type.as_str() {
-            "flush" => self.flush_job(&def, params).await,
-            "compact" => self.compact_job(&def, params).await,
-            "cleanup" => self.cleanup_job(&def).await,
-            other => Err(EngineError::Internal(format!("unknown job type {other}"))),
+        match job.job_type {
+            JobKind::Flush => self.flush_job(&def, params).await,
+            JobKind::Compact => self.compact_job(&def, params).await,
+            JobKind::Cleanup => self.cleanup_job(&def).await,
         }
     }
 
@@ -441,7 +434,7 @@ impl Engine {
             memory = memory.max(flushed.memory);
             if self.tables.needs_compaction(def, scope)? {
                 let label = TableRegistry::scope_label(def, scope);
-                self.queue_job("compact", def, Some(label), "files", true)?;
+                self.queue_job(JobKind::Compact, def, Some(label), "files", true)?;
             }
         }
         Ok(Outcome {

@@ -9,7 +9,7 @@ use arrow_array::builder::{
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::{Role, Timestamp};
+use crate::{JobKind, JobStatus, Role, Timestamp};
 
 /// A Rust type that can be a system-table column.
 ///
@@ -68,21 +68,28 @@ impl ArrowColumn for String {
     }
 }
 
-impl ArrowColumn for Role {
-    type Builder = StringBuilder;
-    fn data_type() -> DataType {
-        DataType::Utf8
-    }
-    fn builder(capacity: usize) -> Self::Builder {
-        StringBuilder::with_capacity(capacity, capacity * 8)
-    }
-    fn append(&self, builder: &mut Self::Builder) {
-        builder.append_value(self.as_str());
-    }
-    fn append_null(builder: &mut Self::Builder) {
-        builder.append_null();
-    }
+/// Enums shown as one word per variant are TEXT columns.
+macro_rules! word_column {
+    ($($ty:ty),+) => {$(
+        impl ArrowColumn for $ty {
+            type Builder = StringBuilder;
+            fn data_type() -> DataType {
+                DataType::Utf8
+            }
+            fn builder(capacity: usize) -> Self::Builder {
+                StringBuilder::with_capacity(capacity, capacity * 8)
+            }
+            fn append(&self, builder: &mut Self::Builder) {
+                builder.append_value(self.as_str());
+            }
+            fn append_null(builder: &mut Self::Builder) {
+                builder.append_null();
+            }
+        }
+    )+};
 }
+
+word_column!(Role, JobKind, JobStatus);
 
 impl ArrowColumn for Timestamp {
     type Builder = TimestampMicrosecondBuilder;

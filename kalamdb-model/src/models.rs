@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Role, Timestamp, system_table};
+use crate::{JobKind, JobStatus, Role, Timestamp, system_table};
 
 /// Accounts that can log in and own rows of USER tables.
 #[system_table(name = "users")]
@@ -92,14 +92,14 @@ pub struct Job {
     /// Id of the job.
     #[column(key)]
     pub job_id: String,
-    /// flush, cleanup, compact, backup, ...
-    pub job_type: String,
+    /// flush, compact or cleanup.
+    pub job_type: JobKind,
     /// Namespace the job works on, if any.
     pub namespace: Option<String>,
     /// Table the job works on, if any.
     pub table_name: Option<String>,
     /// queued, running, completed or failed.
-    pub status: String,
+    pub status: JobStatus,
     /// When the job started running.
     pub start_time: Option<Timestamp>,
     /// When the job ended.

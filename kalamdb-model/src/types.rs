@@ -64,6 +64,68 @@ impl fmt::Display for Role {
     }
 }
 
+/// An enum stored and shown as one lowercase word per variant.
+macro_rules! word_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $word:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word),+
+                }
+            }
+
+            /// Parses the word, case-insensitively.
+            pub fn parse(word: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|v| v.as_str().eq_ignore_ascii_case(word))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+word_enum!(
+    /// What a background job does (`system.jobs.job_type`).
+    JobKind {
+        /// Moves a partition's hot rows to a Parquet file.
+        Flush => "flush",
+        /// Rewrites a partition's Parquet files as one.
+        Compact => "compact",
+        /// Purges expired tombstones and orphaned files.
+        Cleanup => "cleanup",
+    }
+);
+
+word_enum!(
+    /// Where a job is (`system.jobs.status`): `queued → running → completed | failed`.
+    JobStatus {
+        Queued => "queued",
+        Running => "running",
+        Completed => "completed",
+        Failed => "failed",
+    }
+);
+
+impl JobStatus {
+    /// Completed or failed.
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobStatus::Completed | JobStatus::Failed)
+    }
+}
+
 /// A value usable as a RocksDB key: its encoding is injective and keeps order.
 pub trait StorageKey {
     fn storage_key(&self) -> Vec<u8>;
@@ -106,6 +168,18 @@ mod tests {
         values.sort();
         let expected: Vec<_> = values.iter().map(|v| v.storage_key()).collect();
         assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn job_words_round_trip() {
+        for kind in JobKind::ALL {
+            assert_eq!(JobKind::parse(kind.as_str()), Some(*kind));
+            let json = serde_json::to_string(kind).unwrap();
+            assert_eq!(json, format!("\"{kind}\""));
+        }
+        let status: JobStatus = serde_json::from_str("\"running\"").unwrap();
+        assert_eq!(status, JobStatus::Running);
+        assert!(JobStatus::Failed.is_finished() && !JobStatus::Queued.is_finished());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::engine::{Engine, Limits};
 use crate::error::{EngineError, Result};
 use crate::json::{JsonRow, batches_to_rows, sql_type_name};
 use crate::session::Caller;
-use kalamdb_model::Role;
+use kalamdb_model::{JobKind, Role};
 
 /// A batch of statements as a client sends it.
 #[derive(Debug, Clone, Default)]
@@ -283,10 +283,10 @@ impl Engine {
             }
             KalamStatement::KillLiveQuery { live_id } => self.kill_live_query(caller, &live_id),
             KalamStatement::FlushTable { name } => {
-                self.queue_table_job(caller, "flush", &name, namespace)
+                self.queue_table_job(caller, JobKind::Flush, &name, namespace)
             }
             KalamStatement::CompactTable { name } => {
-                self.queue_table_job(caller, "compact", &name, namespace)
+                self.queue_table_job(caller, JobKind::Compact, &name, namespace)
             }
             KalamStatement::CreateStorage(create) => self.create_storage(caller, create).await,
             KalamStatement::DropStorage { name, if_exists } => {

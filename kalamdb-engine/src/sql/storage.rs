@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kalamdb_model::{Role, StorageLocation, Timestamp};
+use kalamdb_model::{JobKind, Role, StorageLocation, Timestamp};
 use serde_json::json;
 
 use super::execute::{ResultColumn, StatementResult};
@@ -46,11 +46,11 @@ impl Engine {
     pub(crate) fn queue_table_job(
         &self,
         caller: &Caller,
-        job_type: &str,
+        job_type: JobKind,
         name: &TableRef,
         namespace: Option<&str>,
     ) -> Result<StatementResult> {
-        let statement = format!("{} TABLE", job_type.to_ascii_uppercase());
+        let statement = format!("{} TABLE", job_type.as_str().to_ascii_uppercase());
         if caller.role < Role::Service {
             return Err(EngineError::PermissionDenied(format!(
                 "{statement} requires role service, dba or system; user {} has role {}",
@@ -69,10 +69,10 @@ impl Engine {
             )));
         }
         let job_id = self.queue_job(job_type, &def, None, "manual", false)?;
-        let verb = if job_type == "flush" {
-            "flush"
-        } else {
-            "compaction"
+        let verb = match job_type {
+            JobKind::Flush => "flush",
+            JobKind::Compact => "compaction",
+            JobKind::Cleanup => "cleanup",
         };
         Ok(StatementResult {
             columns: vec![
