@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use kalamdb_model::{Role, StorageLocation, Timestamp, User};
+use kalamdb_model::{Role, StorageKind, StorageLocation, Timestamp, User};
 
 use crate::auth;
 use crate::catalog::{CATALOG_NAME, KalamCatalog};
@@ -232,7 +232,7 @@ impl Engine {
             let path = self.config.data_dir.join("storage");
             self.stores.storage_locations.put(&StorageLocation {
                 location_name: LOCAL_STORAGE.into(),
-                location_type: "filesystem".into(),
+                location_type: StorageKind::Filesystem,
                 path: path.to_string_lossy().into_owned(),
                 credentials_ref: None,
                 options: None,

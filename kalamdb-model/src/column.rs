@@ -9,7 +9,7 @@ use arrow_array::builder::{
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::{JobKind, JobStatus, Role, Timestamp};
+use crate::{JobKind, JobStatus, Role, StorageKind, TableKind, Timestamp};
 
 /// A Rust type that can be a system-table column.
 ///
@@ -89,7 +89,7 @@ macro_rules! word_column {
     )+};
 }
 
-word_column!(Role, JobKind, JobStatus);
+word_column!(Role, JobKind, JobStatus, TableKind, StorageKind);
 
 impl ArrowColumn for Timestamp {
     type Builder = TimestampMicrosecondBuilder;

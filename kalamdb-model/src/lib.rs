@@ -14,7 +14,7 @@ mod types;
 pub use column::{ArrowColumn, column_field, table_schema};
 pub use kalamdb_macros::system_table;
 pub use models::{Job, LiveQuery, Namespace, StorageLocation, Table, TableSchema, User};
-pub use types::{JobKind, JobStatus, Role, StorageKey, Timestamp};
+pub use types::{JobKind, JobStatus, Role, StorageKey, StorageKind, TableKind, Timestamp};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{JobKind, JobStatus, Role, Timestamp, system_table};
+use crate::{JobKind, JobStatus, Role, StorageKind, TableKind, Timestamp, system_table};
 
 /// Accounts that can log in and own rows of USER tables.
 #[system_table(name = "users")]
@@ -67,7 +67,7 @@ pub struct StorageLocation {
     #[column(key)]
     pub location_name: String,
     /// filesystem or s3.
-    pub location_type: String,
+    pub location_type: StorageKind,
     /// Base path or URL; may hold ${namespace}, ${table} and ${user_id}.
     pub path: String,
     /// Name of the credentials to use, never the secret itself.
@@ -149,7 +149,7 @@ pub struct Table {
     /// Namespace holding the table.
     pub namespace: String,
     /// USER, SHARED or STREAM.
-    pub table_type: String,
+    pub table_type: TableKind,
     /// When the table was created.
     pub created_at: Timestamp,
     /// Storage location for flushed rows.

@@ -64,14 +64,13 @@ impl fmt::Display for Role {
     }
 }
 
-/// An enum stored and shown as one lowercase word per variant.
+/// An enum stored and shown as one word per variant.
 macro_rules! word_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $word:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "lowercase")]
         pub enum $name {
-            $($(#[$vmeta])* $variant),+
+            $($(#[$vmeta])* #[serde(rename = $word)] $variant),+
         }
 
         impl $name {
@@ -96,6 +95,29 @@ macro_rules! word_enum {
         }
     };
 }
+
+word_enum!(
+    /// The kinds of user tables (`system.tables.table_type`).
+    TableKind {
+        /// One isolated partition per user.
+        User => "USER",
+        /// One partition visible to every user of the namespace.
+        Shared => "SHARED",
+        /// Ephemeral events with a retention window.
+        Stream => "STREAM",
+    }
+);
+
+word_enum!(
+    /// Where a storage location keeps its files
+    /// (`system.storage_locations.location_type`).
+    StorageKind {
+        /// A local directory.
+        Filesystem => "filesystem",
+        /// An S3-compatible bucket and prefix.
+        S3 => "s3",
+    }
+);
 
 word_enum!(
     /// What a background job does (`system.jobs.job_type`).
@@ -178,6 +200,12 @@ mod tests {
             assert_eq!(json, format!("\"{kind}\""));
         }
         let status: JobStatus = serde_json::from_str("\"running\"").unwrap();
+        let kind: TableKind = serde_json::from_str("\"SHARED\"").unwrap();
+        assert_eq!(
+            (kind, TableKind::parse("user")),
+            (TableKind::Shared, Some(TableKind::User))
+        );
+        assert_eq!(serde_json::to_string(&StorageKind::S3).unwrap(), "\"s3\"");
         assert_eq!(status, JobStatus::Running);
         assert!(JobStatus::Failed.is_finished() && !JobStatus::Queued.is_finished());
     }

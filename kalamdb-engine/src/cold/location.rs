@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use futures::TryStreamExt;
-use kalamdb_model::StorageLocation;
+use kalamdb_model::{StorageKind, StorageLocation};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
@@ -47,27 +47,18 @@ fn storage_error(location: &str, e: impl std::fmt::Display) -> EngineError {
     EngineError::Internal(format!("storage location {location}: {e}"))
 }
 
-/// What kind of place a location is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocationKind {
-    Filesystem,
-    S3,
-}
-
-impl LocationKind {
-    pub fn parse(text: &str) -> Option<LocationKind> {
-        match text.to_ascii_lowercase().as_str() {
-            "filesystem" | "local" => Some(LocationKind::Filesystem),
-            "s3" => Some(LocationKind::S3),
-            _ => None,
-        }
+/// The kind named in `CREATE STORAGE … TYPE`: `filesystem` (or `local`) or `s3`.
+pub fn parse_storage_kind(text: &str) -> Option<StorageKind> {
+    if text.eq_ignore_ascii_case("local") {
+        return Some(StorageKind::Filesystem);
     }
+    StorageKind::parse(text)
 }
 
 /// One opened storage location.
 pub struct ColdStore {
     pub name: String,
-    pub kind: LocationKind,
+    pub kind: StorageKind,
     /// The location's files, relative to its root.
     pub(crate) store: Arc<dyn ObjectStore>,
     /// Root directory of a filesystem location (written directly, with fsync).
@@ -132,12 +123,7 @@ fn parse_s3_url(root: &str) -> Result<(String, String)> {
 impl ColdStore {
     /// Opens a location from its `system.storage_locations` row.
     pub fn open(location: &StorageLocation) -> Result<ColdStore> {
-        let kind = LocationKind::parse(&location.location_type).ok_or_else(|| {
-            EngineError::InvalidInput(format!(
-                "storage location {} has unknown type {}; use filesystem or s3",
-                location.location_name, location.location_type
-            ))
-        })?;
+        let kind = location.location_type;
         let (root, template) = split_template(&location.path);
         for variable in template.split("${").skip(1) {
             let name = variable.split('}').next().unwrap_or_default();
@@ -154,7 +140,7 @@ impl ColdStore {
             .unwrap_or_default();
         let name = location.location_name.clone();
         let (store, local_root): (Arc<dyn ObjectStore>, _) = match kind {
-            LocationKind::Filesystem => {
+            StorageKind::Filesystem => {
                 let root = PathBuf::from(root.strip_prefix("file://").unwrap_or(root));
                 std::fs::create_dir_all(&root).map_err(|e| {
                     storage_error(&name, format!("cannot create {}: {e}", root.display()))
@@ -163,7 +149,7 @@ impl ColdStore {
                     LocalFileSystem::new_with_prefix(&root).map_err(|e| storage_error(&name, e))?;
                 (Arc::new(store), Some(root))
             }
-            LocationKind::S3 => {
+            StorageKind::S3 => {
                 let (bucket, prefix) = parse_s3_url(root)?;
                 // Bounded retries and timeouts: a flush against an
                 // unreachable endpoint fails in seconds and says why.

@@ -137,11 +137,8 @@ impl Engine {
     /// Removes a table: its rows' column family, its schemas, its entry, and
     /// its share of the namespace and storage-location counters.
     pub(crate) fn drop_table_storage(&self, table: &Table) -> Result<()> {
-        let family = crate::table::def::column_family(
-            &table.table_type,
-            &table.namespace,
-            &table.table_name,
-        );
+        let family =
+            crate::table::def::column_family(table.table_type, &table.namespace, &table.table_name);
         let mut ops = Vec::new();
         if let Some(mut ns) = self.stores.namespaces.get(&table.namespace)? {
             ns.table_count = (ns.table_count - 1).max(0);

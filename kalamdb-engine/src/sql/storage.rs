@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use kalamdb_model::{JobKind, Role, StorageLocation, Timestamp};
+use kalamdb_model::{JobKind, Role, StorageKind, StorageLocation, Timestamp};
 use serde_json::json;
 
 use super::execute::{ResultColumn, StatementResult};
 use super::namespaces::require_admin;
 use super::parser::{CreateStorage, TableRef};
-use crate::cold::location::{ColdStore, LocationKind, S3_OPTIONS};
+use crate::cold::location::{ColdStore, S3_OPTIONS, parse_storage_kind};
 use crate::engine::{Engine, LOCAL_STORAGE};
 use crate::error::{EngineError, Result};
 use crate::session::Caller;
@@ -18,7 +18,7 @@ use crate::table::TableKind;
 /// must not reach outside the directory it names), and a relative
 /// filesystem path is anchored in the data directory, never in the server's
 /// working directory. Absolute filesystem paths are the operator's choice.
-fn anchored_path(kind: LocationKind, path: &str, data_dir: &std::path::Path) -> Result<String> {
+fn anchored_path(kind: StorageKind, path: &str, data_dir: &std::path::Path) -> Result<String> {
     let body = path.strip_prefix("file://").unwrap_or(path);
     if body.split(['/', '\\']).any(|part| part == "..") {
         return Err(EngineError::InvalidInput(format!(
@@ -30,7 +30,7 @@ fn anchored_path(kind: LocationKind, path: &str, data_dir: &std::path::Path) -> 
             "the storage path is empty".into(),
         ));
     }
-    if kind != LocationKind::Filesystem || std::path::Path::new(body).is_absolute() {
+    if kind != StorageKind::Filesystem || std::path::Path::new(body).is_absolute() {
         return Ok(path.to_string());
     }
     let base = std::path::absolute(data_dir).map_err(|e| {
@@ -116,7 +116,7 @@ impl Engine {
                 "storage {name} already exists"
             )));
         }
-        let kind = LocationKind::parse(&create.kind).ok_or_else(|| {
+        let kind = parse_storage_kind(&create.kind).ok_or_else(|| {
             EngineError::InvalidInput(format!(
                 "unknown storage type {}; use filesystem or s3",
                 create.kind
@@ -125,7 +125,7 @@ impl Engine {
         let mut settings = BTreeMap::new();
         for (key, value) in create.options {
             let key = key.to_ascii_lowercase();
-            if kind == LocationKind::Filesystem || !S3_OPTIONS.contains(&key.as_str()) {
+            if kind == StorageKind::Filesystem || !S3_OPTIONS.contains(&key.as_str()) {
                 return Err(EngineError::InvalidInput(format!(
                     "unknown storage option {key}; s3 storage accepts {}, filesystem storage none",
                     S3_OPTIONS.join(", ")
@@ -142,13 +142,10 @@ impl Engine {
         let now = Timestamp::now();
         let location = StorageLocation {
             location_name: name.to_string(),
-            location_type: match kind {
-                LocationKind::Filesystem => "filesystem".into(),
-                LocationKind::S3 => "s3".into(),
-            },
+            location_type: kind,
             path,
             credentials_ref: create.credentials.or_else(|| {
-                (kind == LocationKind::S3)
+                (kind == StorageKind::S3)
                     .then(|| if has_keys { "options" } else { "environment" }.to_string())
             }),
             options: (!settings.is_empty())

@@ -346,7 +346,7 @@ impl Engine {
             table_id: table_id.clone(),
             table_name: table_name.clone(),
             namespace: namespace.clone(),
-            table_type: create.kind.as_str().to_string(),
+            table_type: create.kind,
             created_at: now,
             storage_location: location_name,
             flush_policy: (def.flush_policy != FlushPolicy::default())

@@ -5,40 +5,14 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
+pub use kalamdb_model::TableKind;
+
 /// System column: commit sequence of the row version (the resume cursor).
 pub const SEQ_COLUMN: &str = "_seq";
 /// System column: commit time of the row version.
 pub const UPDATED_COLUMN: &str = "_updated";
 /// System column: true for a deleted row (never visible to queries).
 pub const DELETED_COLUMN: &str = "_deleted";
-
-/// USER, SHARED or STREAM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum TableKind {
-    /// One isolated partition per user.
-    User,
-    /// One partition visible to every user of the namespace.
-    Shared,
-    /// Ephemeral events with a retention window.
-    Stream,
-}
-
-impl TableKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TableKind::User => "USER",
-            TableKind::Shared => "SHARED",
-            TableKind::Stream => "STREAM",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TableKind> {
-        [TableKind::User, TableKind::Shared, TableKind::Stream]
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(s))
-    }
-}
 
 /// Column types a table may declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -161,7 +135,7 @@ impl TableDef {
 
     /// RocksDB column family of the rows.
     pub fn column_family(&self) -> String {
-        column_family(self.kind.as_str(), &self.namespace, &self.name)
+        column_family(self.kind, &self.namespace, &self.name)
     }
 
     pub fn key_column(&self) -> &ColumnSpec {
@@ -200,8 +174,11 @@ impl TableDef {
 
 /// RocksDB column family of a table's rows: `user_table:{ns}:{table}`,
 /// `shared_table:…` or `stream_table:…`.
-pub fn column_family(kind: &str, namespace: &str, table: &str) -> String {
-    format!("{}_table:{namespace}:{table}", kind.to_ascii_lowercase())
+pub fn column_family(kind: TableKind, namespace: &str, table: &str) -> String {
+    format!(
+        "{}_table:{namespace}:{table}",
+        kind.as_str().to_ascii_lowercase()
+    )
 }
 
 /// Parses durations like `7 days`, `12 hours`, `5 minutes`, `30s`, `1 day`.

@@ -14,7 +14,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::def::{ColumnSpec, FlushPolicy, TableDef, TableKind};
+use super::def::{ColumnSpec, FlushPolicy, TableDef};
 use super::keys::Scope;
 use super::row::StoredRow;
 use crate::cold::{ColdTier, manifest};
@@ -290,8 +290,7 @@ impl TableRegistry {
 
 /// Builds the in-memory definition from a `system.tables` row and its schema.
 pub fn table_def(table: &kalamdb_model::Table, doc: SchemaDoc) -> Result<TableDef> {
-    let kind = TableKind::parse(&table.table_type)
-        .ok_or_else(|| EngineError::Internal(format!("unknown table type {}", table.table_type)))?;
+    let kind = table.table_type;
     let primary_key = doc
         .columns
         .iter()
