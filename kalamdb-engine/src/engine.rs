@@ -135,6 +135,8 @@ pub struct Engine {
     /// Ids of users whose sessions must end now (dropped, or their role or
     /// password changed): open WebSocket connections listen to it.
     revocations: tokio::sync::broadcast::Sender<String>,
+    /// Held (locked) while the engine is open: one server per data directory.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Engine {
@@ -151,16 +153,8 @@ impl Engine {
         let mut families: Vec<&str> = SYSTEM_COLUMN_FAMILIES.to_vec();
         families.push(USER_TABLE_COUNTERS_CF);
         families.push("default");
-        let storage =
-            Storage::open(&config.data_dir.join("rocksdb"), &families).map_err(|e| match e {
-                EngineError::Storage(err) if err.to_string().contains("lock") => {
-                    EngineError::Internal(format!(
-                        "the data directory {} is in use by another KalamDB server ({err})",
-                        config.data_dir.display()
-                    ))
-                }
-                other => other,
-            })?;
+        let lock = lock_data_dir(&config.data_dir)?;
+        let storage = Storage::open(&config.data_dir.join("rocksdb"), &families)?;
         let storage = Arc::new(storage);
         let stores = SystemStores::new(&storage);
         // A bounded pool: a join or sort of a hostile query fails (or
@@ -206,6 +200,7 @@ impl Engine {
             ddl_lock: parking_lot::Mutex::new(()),
             jobs,
             revocations: tokio::sync::broadcast::channel(1024).0,
+            _lock: lock,
         };
         engine.index_user_names()?;
         let bootstrap = engine.bootstrap()?;
@@ -414,6 +409,30 @@ fn user_name_key(username: &str) -> Vec<u8> {
     let mut key = b"user_name\0".to_vec();
     key.extend_from_slice(username.as_bytes());
     key
+}
+
+/// Locks `{data_dir}/kalamdb.lock` for this process, creating the
+/// directory on first start; a second server on the same directory gets a
+/// clear error instead of RocksDB's.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+    let cannot = |e: std::io::Error| {
+        EngineError::Internal(format!("cannot lock {}: {e}", data_dir.display()))
+    };
+    std::fs::create_dir_all(data_dir).map_err(cannot)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join("kalamdb.lock"))
+        .map_err(cannot)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(EngineError::Internal(format!(
+            "the data directory {} is in use by another KalamDB server",
+            data_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(cannot(e)),
+    }
 }
 
 /// Writes a secret readable by the owner only (mode 0600 on Unix).

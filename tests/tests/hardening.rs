@@ -1157,3 +1157,23 @@ async fn writes_and_reads_race_constant_flushes_and_compactions() {
         .await;
     assert!(failed.is_empty(), "{failed:?}");
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_is_refused() {
+    let server = TestServer::start();
+    let output = std::process::Command::new(kalamdb_tests::server_binary())
+        .env("KALAMDB_DATA_DIR", server.data_dir())
+        .env("KALAMDB_LISTEN", "127.0.0.1:0")
+        .env("KALAMDB_PG_LISTEN", "off")
+        .output()
+        .expect("run a second server");
+    assert!(!output.status.success(), "the second server must exit");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is in use by another KalamDB server"),
+        "{stderr}"
+    );
+    // The first one is untouched.
+    let root = server.root_token().await;
+    still_serving(&server, &root).await;
+}
