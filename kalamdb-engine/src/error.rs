@@ -52,6 +52,25 @@ pub enum EngineError {
     /// RocksDB failed.
     #[error("storage error: {0}")]
     Storage(#[from] rocksdb::Error),
+    /// A storage location's object store (S3, or the local filesystem
+    /// through `object_store`) failed.
+    #[error("storage location {location}: {source}")]
+    ObjectStore {
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// A file operation in a filesystem storage location failed.
+    #[error("storage location {location}: {}: {source}", path.display())]
+    LocationIo {
+        location: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Encoding or decoding Parquet failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
     /// Anything else that is the server's fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -71,7 +90,11 @@ impl EngineError {
             | EngineError::Timeout(_) => ErrorKind::BadRequest,
             EngineError::PermissionDenied(_) => ErrorKind::Forbidden,
             EngineError::Unauthenticated(_) => ErrorKind::Unauthorized,
-            EngineError::Storage(_) | EngineError::Internal(_) => ErrorKind::Internal,
+            EngineError::Storage(_)
+            | EngineError::ObjectStore { .. }
+            | EngineError::LocationIo { .. }
+            | EngineError::Parquet(_)
+            | EngineError::Internal(_) => ErrorKind::Internal,
             EngineError::Query(e) => match e.find_root() {
                 DataFusionError::Internal(_)
                 | DataFusionError::IoError(_)
@@ -95,7 +118,11 @@ impl EngineError {
             EngineError::Timeout(_) => "STATEMENT_TIMEOUT",
             EngineError::PermissionDenied(_) => "PERMISSION_DENIED",
             EngineError::Unauthenticated(_) => "UNAUTHORIZED",
-            EngineError::Storage(_) | EngineError::Internal(_) => "INTERNAL_ERROR",
+            EngineError::Storage(_)
+            | EngineError::ObjectStore { .. }
+            | EngineError::LocationIo { .. }
+            | EngineError::Parquet(_)
+            | EngineError::Internal(_) => "INTERNAL_ERROR",
             EngineError::Query(e) => match e.find_root() {
                 DataFusionError::SQL(..) => "INVALID_SQL",
                 DataFusionError::NotImplemented(_) => "UNSUPPORTED",
@@ -122,7 +149,11 @@ impl EngineError {
             EngineError::PermissionDenied(_) => EngineError::PermissionDenied(text),
             EngineError::Unauthenticated(_) => EngineError::Unauthenticated(text),
             EngineError::Internal(message) => EngineError::Internal(message.clone()),
-            EngineError::Query(_) | EngineError::Storage(_) => EngineError::Internal(text),
+            EngineError::Query(_)
+            | EngineError::Storage(_)
+            | EngineError::ObjectStore { .. }
+            | EngineError::LocationIo { .. }
+            | EngineError::Parquet(_) => EngineError::Internal(text),
         }
     }
 }

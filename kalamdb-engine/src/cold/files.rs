@@ -48,9 +48,7 @@ pub fn encode(def: &TableDef, rows: &[StoredRow]) -> Result<(Bytes, usize)> {
     let batch = rows_to_batch(def, rows, schema.clone(), &all)?;
     let memory = batch.get_array_memory_size();
     let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).map_err(parquet_error)?,
-        ))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(PAGE_ROWS)
@@ -63,16 +61,11 @@ pub fn encode(def: &TableDef, rows: &[StoredRow]) -> Result<(Bytes, usize)> {
         .set_created_by(format!("KalamDB {}", env!("CARGO_PKG_VERSION")))
         .build();
     let mut buffer = Vec::with_capacity(memory / 2);
-    let mut writer =
-        ArrowWriter::try_new(&mut buffer, schema, Some(properties)).map_err(parquet_error)?;
-    writer.write(&batch).map_err(parquet_error)?;
-    writer.close().map_err(parquet_error)?;
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(properties))?;
+    writer.write(&batch)?;
+    writer.close()?;
     let memory = memory + buffer.capacity();
     Ok((Bytes::from(buffer), memory))
-}
-
-fn parquet_error(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Internal(format!("parquet: {e}"))
 }
 
 /// Parallel partitions a scan splits its files into.

@@ -43,8 +43,19 @@ pub const S3_OPTIONS: [&str; 6] = [
     "allow_http",
 ];
 
-fn storage_error(location: &str, e: impl std::fmt::Display) -> EngineError {
-    EngineError::Internal(format!("storage location {location}: {e}"))
+fn storage_error(location: &str, source: object_store::Error) -> EngineError {
+    EngineError::ObjectStore {
+        location: location.to_string(),
+        source,
+    }
+}
+
+fn io_error(location: &str, path: &Path, source: std::io::Error) -> EngineError {
+    EngineError::LocationIo {
+        location: location.to_string(),
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The kind named in `CREATE STORAGE … TYPE`: `filesystem` (or `local`) or `s3`.
@@ -142,9 +153,7 @@ impl ColdStore {
         let (store, local_root): (Arc<dyn ObjectStore>, _) = match kind {
             StorageKind::Filesystem => {
                 let root = PathBuf::from(root.strip_prefix("file://").unwrap_or(root));
-                std::fs::create_dir_all(&root).map_err(|e| {
-                    storage_error(&name, format!("cannot create {}: {e}", root.display()))
-                })?;
+                std::fs::create_dir_all(&root).map_err(|e| io_error(&name, &root, e))?;
                 let store =
                     LocalFileSystem::new_with_prefix(&root).map_err(|e| storage_error(&name, e))?;
                 (Arc::new(store), Some(root))
@@ -242,11 +251,11 @@ impl ColdStore {
         match &self.local_root {
             Some(root) => {
                 let target = root.join(path);
-                let name = self.name.clone();
+                let written = target.clone();
                 tokio::task::spawn_blocking(move || write_durably(&target, &data))
                     .await
-                    .map_err(|e| storage_error(&name, e))?
-                    .map_err(|e| storage_error(&name, e))
+                    .map_err(|e| EngineError::Internal(format!("writing a file failed: {e}")))?
+                    .map_err(|e| io_error(&self.name, &written, e))
             }
             None => self
                 .store
