@@ -1,27 +1,33 @@
-//! The KalamDB engine: storage (RocksDB hot tier), catalog, SQL and auth.
+//! The KalamDB engine: storage (RocksDB hot tier, Parquet cold tier),
+//! catalog, SQL, live queries, jobs and auth.
 //!
 //! [`Engine`] is the one object the HTTP layer talks to; nothing outside this
-//! crate touches RocksDB or the data directory.
+//! crate touches RocksDB or the data directory. Modules are private: the
+//! re-exports below are the whole public API.
 
-pub mod auth;
-pub mod catalog;
-pub mod cold;
-pub mod error;
-pub mod ids;
-pub mod jobs;
-pub mod json;
-pub mod live;
-pub mod session;
-pub mod sql;
-pub mod storage;
-pub mod system;
-pub mod table;
+pub(crate) mod auth;
+pub(crate) mod catalog;
+pub(crate) mod cold;
+pub(crate) mod error;
+pub(crate) mod ids;
+pub(crate) mod jobs;
+pub(crate) mod json;
+pub(crate) mod live;
+pub(crate) mod session;
+pub(crate) mod sql;
+pub(crate) mod storage;
+pub(crate) mod system;
+pub(crate) mod table;
 
 mod engine;
 
+pub use cold::ColdConfig;
 pub use engine::{
     Bootstrap, DEFAULT_MAX_EXPRESSION_DEPTH, Engine, EngineConfig, Limits, worker_stack_bytes,
 };
 pub use error::{EngineError, ErrorKind, Result};
+pub use jobs::JobConfig;
+pub use live::{ChangeEvent, ChangeKind, LiveEvent};
 pub use session::Caller;
-pub use sql::execute::{BatchOutcome, SqlRequest, StatementError, StatementResult};
+pub use sql::execute::{BatchOutcome, ResultColumn, SqlRequest, StatementError, StatementResult};
+pub use sql::subscribe::{SubscribeRequest, Subscribed};

@@ -4,7 +4,6 @@
 //! statements with sqlparser's token API; everything else goes to DataFusion.
 //! `execute` runs a batch for a caller.
 
-pub use bounded::MAX_FUNCTION_RESULT_BYTES;
 pub(crate) use bounded::bounded_functions;
 pub mod execute;
 pub mod functions;

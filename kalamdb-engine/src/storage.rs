@@ -60,10 +60,6 @@ impl Storage {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn cf(&self, name: &str) -> Result<Arc<BoundColumnFamily<'_>>> {
         self.db
             .cf_handle(name)

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use kalamdb_engine::sql::execute::StatementResult;
+use kalamdb_engine::StatementResult;
 use kalamdb_engine::{Caller, Engine, SqlRequest};
 use poem::Request;
 use poem::web::Data;

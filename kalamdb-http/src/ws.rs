@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use kalamdb_engine::Caller;
-use kalamdb_engine::live::{ChangeEvent, ChangeKind, LiveEvent};
-use kalamdb_engine::sql::subscribe::SubscribeRequest;
+use kalamdb_engine::SubscribeRequest;
+use kalamdb_engine::{ChangeEvent, ChangeKind, LiveEvent};
 use poem::Request;
 use poem::web::websocket::{BoxWebSocketUpgraded, Message, WebSocket, WebSocketStream};
 use serde_json::Value;

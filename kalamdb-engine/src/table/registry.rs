@@ -179,22 +179,6 @@ impl TableRegistry {
         self.stripes[stripe].lock().await
     }
 
-    /// Live (not deleted) rows of a partition, in key order.
-    pub fn scan(&self, def: &TableDef, scope: &Scope) -> Result<Vec<StoredRow>> {
-        let mut rows = self.scan_versions(def, scope)?;
-        rows.retain(|r| !r.deleted);
-        Ok(rows)
-    }
-
-    /// Every stored version of a partition, tombstones included, in key order.
-    pub fn scan_versions(&self, def: &TableDef, scope: &Scope) -> Result<Vec<StoredRow>> {
-        self.storage
-            .scan_prefix(&def.column_family(), &scope.prefix())?
-            .iter()
-            .map(|(_, value)| StoredRow::decode(value))
-            .collect()
-    }
-
     /// Every hot version of a partition with its primary key bytes.
     pub fn scan_keyed(&self, def: &TableDef, scope: &Scope) -> Result<Vec<(Vec<u8>, StoredRow)>> {
         self.scan_raw(def, scope)?
