@@ -8,6 +8,7 @@ pub(crate) use bounded::bounded_functions;
 pub mod execute;
 pub mod functions;
 pub mod parser;
+pub mod result;
 pub mod subscribe;
 
 mod bounded;

@@ -21,8 +21,9 @@ use datafusion::sql::sqlparser::ast::{
 };
 use serde_json::Value;
 
-use super::execute::{StatementResult, check_tables_exist, collect_plan};
+use super::execute::{check_tables_exist, collect_plan};
 use super::parser::{KalamStatement, split_batch, table_ref};
+use super::result::StatementResult;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::session::Caller;

@@ -22,10 +22,11 @@ use futures::StreamExt;
 
 use super::functions::CurrentUserUdf;
 use super::parser::{KalamStatement, StatementSource, split_batch};
+pub use super::result::{ResultColumn, StatementResult};
 use crate::cold::retire::StatementLease;
 use crate::engine::{Engine, Limits};
 use crate::error::{EngineError, Result};
-use crate::json::{JsonRow, batches_to_rows, sql_type_name};
+use crate::json::sql_type_name;
 use crate::session::Caller;
 use kalamdb_model::{JobKind, Role};
 
@@ -38,63 +39,6 @@ pub struct SqlRequest {
     pub params: Vec<serde_json::Value>,
     /// Default namespace for unqualified table names.
     pub namespace: Option<String>,
-}
-
-/// A column of a result.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResultColumn {
-    pub name: String,
-    /// SQL type name (`BIGINT`, `TEXT`, …).
-    pub data_type: String,
-}
-
-impl ResultColumn {
-    /// The columns of an Arrow schema, with their SQL type names.
-    pub fn of_schema(schema: &datafusion::arrow::datatypes::Schema) -> Vec<ResultColumn> {
-        schema
-            .fields()
-            .iter()
-            .map(|f| ResultColumn {
-                name: f.name().clone(),
-                data_type: sql_type_name(f.data_type()),
-            })
-            .collect()
-    }
-}
-
-/// The result of one statement.
-#[derive(Debug, Clone, Default)]
-pub struct StatementResult {
-    pub columns: Vec<ResultColumn>,
-    pub rows: Vec<JsonRow>,
-    /// Rows returned (queries) or affected (DDL/DML).
-    pub row_count: u64,
-    /// Human summary for DDL/DML.
-    pub message: Option<String>,
-}
-
-impl StatementResult {
-    /// A result with no rows and a message.
-    pub fn message(row_count: u64, message: impl Into<String>) -> Self {
-        StatementResult {
-            row_count,
-            message: Some(message.into()),
-            ..Default::default()
-        }
-    }
-
-    fn from_batches(
-        batches: &[RecordBatch],
-        schema: &datafusion::arrow::datatypes::Schema,
-    ) -> Result<Self> {
-        let rows = batches_to_rows(batches)?;
-        Ok(StatementResult {
-            columns: ResultColumn::of_schema(schema),
-            row_count: rows.len() as u64,
-            rows,
-            message: None,
-        })
-    }
 }
 
 /// The failure that stopped a batch.

@@ -2,7 +2,7 @@
 
 use kalamdb_model::{Namespace, Table, Timestamp};
 
-use super::execute::StatementResult;
+use super::result::StatementResult;
 use crate::catalog::RESERVED_NAMESPACES;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use kalamdb_model::{JobKind, Role, StorageKind, StorageLocation, Timestamp};
 use serde_json::json;
 
-use super::execute::{ResultColumn, StatementResult};
 use super::namespaces::require_admin;
 use super::parser::{CreateStorage, TableRef};
+use super::result::{ResultColumn, StatementResult};
 use crate::cold::location::{ColdStore, S3_OPTIONS, parse_storage_kind};
 use crate::engine::{Engine, LOCAL_STORAGE};
 use crate::error::{EngineError, Result};

@@ -10,8 +10,9 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use tokio::sync::mpsc;
 
-use super::execute::{ResultColumn, check_tables_exist, collect_plan, within};
+use super::execute::{check_tables_exist, collect_plan, within};
 use super::parser::{KalamStatement, split_batch};
+use super::result::ResultColumn;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::json::{JsonRow, batches_to_rows};
@@ -304,7 +305,7 @@ impl Engine {
         &self,
         caller: &Caller,
         live_id: &str,
-    ) -> Result<super::execute::StatementResult> {
+    ) -> Result<super::result::StatementResult> {
         let subscription =
             self.tables.live.get(live_id).ok_or_else(|| {
                 EngineError::NotFound(format!("live query {live_id} does not exist"))
@@ -316,7 +317,7 @@ impl Engine {
         }
         self.unsubscribe(live_id);
         subscription.end("killed");
-        Ok(super::execute::StatementResult::message(
+        Ok(super::result::StatementResult::message(
             1,
             format!("live query {live_id} killed"),
         ))

@@ -7,9 +7,9 @@ use datafusion::sql::sqlparser::ast::{
 use kalamdb_model::{Table, TableSchema, Timestamp};
 use serde_json::{Value, json};
 
-use super::execute::{ResultColumn, StatementResult};
 use super::namespaces::{namespace_not_found, require_admin};
 use super::parser::{CreateTable, TableRef};
+use super::result::{ResultColumn, StatementResult};
 use crate::engine::{Engine, LOCAL_STORAGE};
 use crate::error::{EngineError, Result};
 use crate::session::Caller;

@@ -5,9 +5,9 @@
 
 use kalamdb_model::{Role, Timestamp, User};
 
-use super::execute::StatementResult;
 use super::namespaces::require_admin;
 use super::parser::UserChange;
+use super::result::StatementResult;
 use crate::auth;
 use crate::engine::{Engine, ROOT_USER};
 use crate::error::{EngineError, Result};

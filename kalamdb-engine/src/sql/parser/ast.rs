@@ -1,0 +1,118 @@
+//! The statements KalamDB parses itself, as values.
+
+use datafusion::sql::sqlparser::ast::{ColumnDef, Statement, TableConstraint};
+use kalamdb_model::Role;
+
+use super::StatementSource;
+
+/// A parsed statement.
+#[derive(Debug, Clone)]
+pub enum KalamStatement {
+    CreateNamespace {
+        name: String,
+        if_not_exists: bool,
+    },
+    AlterNamespace {
+        name: String,
+        options: Vec<(String, serde_json::Value)>,
+    },
+    DropNamespace {
+        name: String,
+        if_exists: bool,
+        cascade: bool,
+    },
+    ShowNamespaces,
+    CreateUser {
+        username: String,
+        password: String,
+        role: Role,
+        email: Option<String>,
+        if_not_exists: bool,
+    },
+    AlterUser {
+        username: String,
+        change: UserChange,
+    },
+    DropUser {
+        username: String,
+        if_exists: bool,
+    },
+    CreateTable(Box<CreateTable>),
+    DropTable {
+        name: TableRef,
+        if_exists: bool,
+    },
+    ShowTables {
+        namespace: Option<String>,
+    },
+    DescribeTable {
+        name: TableRef,
+        history: bool,
+    },
+    /// `FLUSH TABLE ns.t`: queue a flush of every partition.
+    FlushTable {
+        name: TableRef,
+    },
+    /// `COMPACT TABLE ns.t`: queue a compaction of every partition.
+    CompactTable {
+        name: TableRef,
+    },
+    CreateStorage(CreateStorage),
+    /// `DROP STORAGE [IF EXISTS] name`.
+    DropStorage {
+        name: String,
+        if_exists: bool,
+    },
+    /// `KILL LIVE QUERY 'live_id'`.
+    KillLiveQuery {
+        live_id: String,
+    },
+    /// `EXECUTE AS USER 'id' (statement)`.
+    ExecuteAs {
+        user: String,
+        statement: StatementSource,
+    },
+    /// Anything else: planned and run by DataFusion.
+    Sql(Box<Statement>),
+}
+
+/// A table name as written: `ns.table` or `table` (namespace from the request).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRef {
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// `CREATE USER|SHARED|STREAM TABLE …`.
+#[derive(Debug, Clone)]
+pub struct CreateTable {
+    pub kind: crate::table::TableKind,
+    pub name: TableRef,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDef>,
+    pub constraints: Vec<TableConstraint>,
+    pub location: Option<String>,
+    pub flush_rows: Option<u64>,
+    pub flush_interval: Option<String>,
+    pub deleted_retention: Option<String>,
+    pub with_options: Vec<(String, serde_json::Value)>,
+}
+
+/// `CREATE STORAGE name TYPE filesystem|s3 PATH '…' [CREDENTIALS 'ref'] [OPTIONS (…)]`.
+#[derive(Debug, Clone)]
+pub struct CreateStorage {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub kind: String,
+    pub path: String,
+    pub credentials: Option<String>,
+    pub options: Vec<(String, serde_json::Value)>,
+}
+
+/// What `ALTER USER` changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserChange {
+    Password(String),
+    Role(Role),
+    Email(Option<String>),
+}
