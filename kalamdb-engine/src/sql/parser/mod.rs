@@ -404,15 +404,17 @@ fn parse_count(parser: &mut Parser) -> PResult<u64> {
     }
 }
 
+/// Parses a batch of exactly one statement (for the parser's tests).
+#[cfg(test)]
+fn parse_one(sql: &str) -> Result<KalamStatement> {
+    let batch = split_batch(sql)?;
+    assert_eq!(batch.len(), 1, "{sql}");
+    batch[0].parse()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse_one(sql: &str) -> Result<KalamStatement> {
-        let batch = split_batch(sql)?;
-        assert_eq!(batch.len(), 1, "{sql}");
-        batch[0].parse()
-    }
 
     #[test]
     fn splits_batches_respecting_strings_and_comments() {

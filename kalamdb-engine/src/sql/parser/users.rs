@@ -95,15 +95,8 @@ pub(super) fn parse_alter_user(parser: &mut Parser) -> PResult<KalamStatement> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::split_batch;
+    use super::super::parse_one;
     use super::*;
-    use crate::error::Result;
-
-    fn parse_one(sql: &str) -> Result<KalamStatement> {
-        let batch = split_batch(sql)?;
-        assert_eq!(batch.len(), 1, "{sql}");
-        batch[0].parse()
-    }
 
     #[test]
     fn users() {
