@@ -324,14 +324,9 @@ impl Engine {
 
     /// Writes a new user and its login name in one batch.
     pub(crate) fn insert_user(&self, user: &User) -> Result<()> {
-        self.stores.storage.write(vec![
-            self.stores.users.put_op(user)?,
-            WriteOp::Put {
-                cf: USER_NAMES_CF.into(),
-                key: user_name_key(&user.username),
-                value: user.user_id.as_bytes().to_vec(),
-            },
-        ])
+        self.stores
+            .storage
+            .write(vec![self.stores.users.put_op(user)?, user_name_op(user)])
     }
 
     /// The operation freeing a dropped user's login name.
@@ -356,11 +351,7 @@ impl Engine {
         let mut ops = Vec::new();
         for user in self.stores.users.scan_all()? {
             if user.deleted_at.is_none() {
-                ops.push(WriteOp::Put {
-                    cf: USER_NAMES_CF.into(),
-                    key: user_name_key(&user.username),
-                    value: user.user_id.as_bytes().to_vec(),
-                });
+                ops.push(user_name_op(&user));
             }
         }
         ops.push(WriteOp::Put {
@@ -409,6 +400,15 @@ fn user_name_key(username: &str) -> Vec<u8> {
     let mut key = b"user_name\0".to_vec();
     key.extend_from_slice(username.as_bytes());
     key
+}
+
+/// The index entry of a live user: its login name → its id.
+fn user_name_op(user: &User) -> WriteOp {
+    WriteOp::Put {
+        cf: USER_NAMES_CF.into(),
+        key: user_name_key(&user.username),
+        value: user.user_id.as_bytes().to_vec(),
+    }
 }
 
 /// Locks `{data_dir}/kalamdb.lock` for this process, creating the

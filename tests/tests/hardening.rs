@@ -917,11 +917,30 @@ async fn a_plain_user_sees_only_their_own_rows_of_system_tables() {
     )
     .await;
 
-    let (status, body) = server.sql(&bob, "SELECT * FROM system.jobs").await;
+    // A whole-table flush: a job every user may see.
+    server.run_job(&root, "FLUSH TABLE app.t").await;
+    let (status, body) = server
+        .sql(&bob, "SELECT job_id, parameters FROM system.jobs")
+        .await;
     assert_eq!(status, 200, "{body}");
     assert!(
         !body.to_string().contains("alice"),
         "bob sees alice's jobs: {body}"
+    );
+    assert!(
+        rows(&body).iter().any(|r| r["parameters"]
+            .as_str()
+            .is_some_and(|p| p.contains("manual"))),
+        "bob sees the whole-table job: {body}"
+    );
+    let own = server
+        .query_ok(&alice, "SELECT parameters FROM system.jobs")
+        .await;
+    assert!(
+        own.iter().any(|r| r["parameters"]
+            .as_str()
+            .is_some_and(|p| p.contains("user:alice"))),
+        "alice sees the jobs of her own partition: {own:?}"
     );
     let (status, body) = server.sql(&root, "SELECT * FROM system.jobs").await;
     assert_eq!(status, 200, "{body}");

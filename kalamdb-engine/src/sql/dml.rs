@@ -260,7 +260,8 @@ impl Engine {
         let statement = datafusion::sql::parser::Statement::Statement(statement);
         check_tables_exist(state, &statement)?;
         let plan = state.statement_to_plan(statement).await?;
-        crate::cold::retire::hold_lease(state.config());
+        // The SELECT's scan holds the statement's read lease, which also
+        // covers `current_rows` below.
         let _guard = self.tables.lock_partition(def, &scope).await;
         let (_, batches) = collect_plan(state, plan, params).await?;
         let key = def.key_column();

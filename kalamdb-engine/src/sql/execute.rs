@@ -126,7 +126,7 @@ impl Engine {
     }
 
     /// Refuses SQL text over the configured length.
-    pub(crate) fn check_sql_size(&self, sql: &str) -> Result<()> {
+    fn check_sql_size(&self, sql: &str) -> Result<()> {
         let limit = self.config.limits.max_sql_bytes;
         if sql.len() > limit {
             return Err(EngineError::LimitExceeded(format!(
@@ -179,7 +179,7 @@ impl Engine {
         params: &[ScalarValue],
         namespace: Option<&str>,
     ) -> Result<StatementResult> {
-        source.check_depth(
+        source.check_limits(
             self.config.limits.max_expression_depth,
             self.config.limits.max_joins,
         )?;

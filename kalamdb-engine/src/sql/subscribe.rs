@@ -119,7 +119,7 @@ impl Engine {
             ));
         }
         let source = sources.remove(0);
-        source.check_depth(limits.max_expression_depth, limits.max_joins)?;
+        source.check_limits(limits.max_expression_depth, limits.max_joins)?;
         let statement = match source.parse()? {
             KalamStatement::Sql(statement) if matches!(*statement, Statement::Query(_)) => {
                 *statement

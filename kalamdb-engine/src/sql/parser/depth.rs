@@ -197,11 +197,10 @@ mod tests {
         assert_eq!(joins("SELECT a, b, c FROM t WHERE x IN (1, 2, 3)"), 0);
         assert_eq!(joins("SELECT extract(year FROM t), b FROM t"), 0);
         let over = &split_batch(&chain("+", 501)).unwrap()[0];
-        assert!(over.check_depth(500, 64).is_err());
+        assert!(over.check_limits(500, 64).is_err());
         let at = &split_batch(&chain("+", 500)).unwrap()[0];
-        assert!(at.check_depth(500, 64).is_ok());
-        assert!(at.check_depth(500, 64).is_ok());
+        assert!(at.check_limits(500, 64).is_ok());
         let many = &split_batch(&format!("SELECT a, b FROM {tables}")).unwrap()[0];
-        assert!(many.check_depth(500, 48).is_err());
+        assert!(many.check_limits(500, 48).is_err());
     }
 }

@@ -102,10 +102,12 @@ impl StatementSource {
     }
 
     /// Refuses a statement whose syntax tree could be deeper than
-    /// `max_depth`: the parser, planner, optimiser and evaluator all recurse
+    /// `max_depth` (the parser, planner, optimiser and evaluator all recurse
     /// over it, so a flat chain of a few thousand `OR`s would otherwise
-    /// exhaust a thread's stack. Checked on tokens, before any of them runs.
-    pub fn check_depth(&self, max_depth: usize, max_joins: usize) -> Result<()> {
+    /// exhaust a thread's stack) or that joins more than `max_joins` times
+    /// (join planning grows steeply). Checked on tokens, before any of them
+    /// runs.
+    pub fn check_limits(&self, max_depth: usize, max_joins: usize) -> Result<()> {
         if self.joins > max_joins {
             return Err(EngineError::LimitExceeded(format!(
                 "the statement joins {} times; the limit is {max_joins} (KALAMDB_MAX_JOINS)",
