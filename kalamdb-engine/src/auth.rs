@@ -9,9 +9,9 @@ use rand::Rng;
 use crate::error::{EngineError, Result};
 
 /// Longest password accepted, so hashing cost stays bounded.
-pub const MAX_PASSWORD_LEN: usize = 1024;
+pub(crate) const MAX_PASSWORD_LEN: usize = 1024;
 
-pub fn hash_password(password: &str) -> Result<String> {
+pub(crate) fn hash_password(password: &str) -> Result<String> {
     validate_password(password)?;
     let salt = SaltString::encode_b64(&rand::rng().random::<[u8; 16]>())
         .map_err(|e| EngineError::Internal(format!("salt: {e}")))?;
@@ -21,7 +21,7 @@ pub fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| EngineError::Internal(format!("password hashing failed: {e}")))
 }
 
-pub fn validate_password(password: &str) -> Result<()> {
+pub(crate) fn validate_password(password: &str) -> Result<()> {
     if password.is_empty() {
         return Err(EngineError::InvalidInput(
             "the password must not be empty".into(),
@@ -38,7 +38,7 @@ pub fn validate_password(password: &str) -> Result<()> {
 /// Verifies `password` against `hash`. With no hash (unknown user) it still
 /// does the same work against a dummy hash, so timing does not reveal
 /// which user names exist.
-pub fn verify_password(password: &str, hash: Option<&str>) -> bool {
+pub(crate) fn verify_password(password: &str, hash: Option<&str>) -> bool {
     static DUMMY: OnceLock<String> = OnceLock::new();
     let dummy = DUMMY.get_or_init(|| hash_password("not-a-real-password").unwrap_or_default());
     let (hash, real) = match hash {
@@ -59,7 +59,7 @@ pub fn verify_password(password: &str, hash: Option<&str>) -> bool {
 }
 
 /// A random alphanumeric string.
-pub fn random_secret(len: usize) -> String {
+pub(crate) fn random_secret(len: usize) -> String {
     rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
         .take(len)

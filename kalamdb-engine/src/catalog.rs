@@ -8,28 +8,33 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::DataFusionError;
 
-use crate::system::{SystemSchema, SystemStores};
-use crate::table::TableRegistry;
-use crate::table::provider::TableProviderImpl;
+use crate::live::LiveRouter;
+use crate::provider::TableProviderImpl;
+use crate::registry::TableRegistry;
+use crate::system::{RowRefresh, SystemSchema, SystemStores};
+use kalamdb_model::LiveQuery;
+use std::sync::atomic::Ordering;
 
-/// Name of KalamDB's one DataFusion catalog.
-pub const CATALOG_NAME: &str = "kalam";
+pub(crate) use crate::error::CATALOG_NAME;
 /// Schema of the system tables.
-pub const SYSTEM_SCHEMA: &str = "system";
+pub(crate) const SYSTEM_SCHEMA: &str = "system";
 /// Names no namespace may take.
-pub const RESERVED_NAMESPACES: [&str; 2] = [SYSTEM_SCHEMA, "information_schema"];
+pub(crate) const RESERVED_NAMESPACES: [&str; 2] = [SYSTEM_SCHEMA, "information_schema"];
 
 #[derive(Debug)]
-pub struct KalamCatalog {
+pub(crate) struct KalamCatalog {
     system: Arc<SystemSchema>,
     stores: SystemStores,
     tables: Arc<TableRegistry>,
 }
 
 impl KalamCatalog {
-    pub fn new(stores: SystemStores, tables: Arc<TableRegistry>) -> Self {
+    pub(crate) fn new(stores: SystemStores, tables: Arc<TableRegistry>) -> Self {
         KalamCatalog {
-            system: Arc::new(SystemSchema::new(&stores, tables.live.clone())),
+            system: Arc::new(SystemSchema::new(
+                &stores,
+                live_query_stats(tables.live.clone()),
+            )),
             stores,
             tables,
         }
@@ -61,7 +66,7 @@ impl CatalogProvider for KalamCatalog {
 
 /// The tables of one namespace.
 #[derive(Debug)]
-pub struct NamespaceSchema {
+pub(crate) struct NamespaceSchema {
     namespace: String,
     tables: Arc<TableRegistry>,
 }
@@ -81,4 +86,18 @@ impl SchemaProvider for NamespaceSchema {
     fn table_exist(&self, name: &str) -> bool {
         self.tables.get(&self.namespace, name).is_some()
     }
+}
+
+/// Fills in a `system.live_queries` row's `changes` and `updated_at`, which
+/// live in memory (no write per delivered change).
+fn live_query_stats(live: Arc<LiveRouter>) -> RowRefresh<LiveQuery> {
+    Arc::new(move |row: &mut LiveQuery| {
+        if let Some(subscription) = live.get(&row.live_id) {
+            row.changes = subscription.changes.load(Ordering::Relaxed);
+            let last = subscription.last_change.load(Ordering::Relaxed);
+            if last > 0 {
+                row.updated_at = kalamdb_model::Timestamp(last);
+            }
+        }
+    })
 }

@@ -11,19 +11,20 @@ use crate::auth;
 use crate::catalog::{CATALOG_NAME, KalamCatalog};
 use crate::cold::{ColdConfig, ColdTier};
 use crate::error::{EngineError, Result};
-use crate::jobs::{JobConfig, Jobs};
-use crate::sql::functions::SnowflakeIdUdf;
+use crate::functions::SnowflakeIdUdf;
+use crate::keyspace::{Keyspace, Markers, UserNames};
+use crate::queue::{JobConfig, Jobs};
+use crate::registry::TableRegistry;
 use crate::storage::{Storage, USER_TABLE_COUNTERS_CF, WriteOp};
 use crate::system::{SYSTEM_COLUMN_FAMILIES, SystemStores};
-use crate::table::TableRegistry;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::ScalarUDF;
 
 /// Name of the built-in administrator.
-pub const ROOT_USER: &str = "root";
+pub(crate) const ROOT_USER: &str = "root";
 /// Name of the default storage location.
-pub const LOCAL_STORAGE: &str = "local";
+pub(crate) const LOCAL_STORAGE: &str = "local";
 
 /// What the engine needs to open a data directory.
 #[derive(Debug, Clone)]
@@ -165,7 +166,8 @@ impl Engine {
             )))
             .with_temp_file_path(config.data_dir.join("spill"))
             .build_arc()?;
-        let (cold, flush_requests) = ColdTier::new(runtime.clone(), config.cold.clone());
+        let (cold, flush_requests) =
+            ColdTier::new(storage.clone(), runtime.clone(), config.cold.clone())?;
         let tables = Arc::new(TableRegistry::open(storage.clone(), &stores, cold)?);
 
         let session_config = SessionConfig::new()
@@ -187,7 +189,7 @@ impl Engine {
         )));
         // Functions whose output size an argument sets, bounded per call.
         let state = ctx.state();
-        for function in crate::sql::bounded_functions(state.scalar_functions().values()) {
+        for function in crate::functions::bounded_functions(state.scalar_functions().values()) {
             ctx.register_udf(function);
         }
 
@@ -205,7 +207,7 @@ impl Engine {
         engine.index_user_names()?;
         let bootstrap = engine.bootstrap()?;
         for location in engine.stores.storage_locations.scan_all()? {
-            if let Err(e) = engine.tables.cold.open_location(&location) {
+            if let Err(e) = engine.tables.cold().open_location(&location) {
                 tracing::warn!(
                     "storage location {} cannot be opened: {e}",
                     location.location_name
@@ -295,15 +297,9 @@ impl Engine {
 
     /// The live user with this login name.
     pub fn user_by_name(&self, username: &str) -> Result<Option<User>> {
-        let Some(id) = self
-            .stores
-            .storage
-            .get(USER_NAMES_CF, &user_name_key(username))?
-        else {
+        let Some(id) = UserNames.get(&self.stores.storage, username)? else {
             return Ok(None);
         };
-        let id = String::from_utf8(id)
-            .map_err(|_| EngineError::Internal(format!("corrupt user id of {username}")))?;
         Ok(self.user(&id)?.filter(|u| u.username == username))
     }
 
@@ -326,24 +322,19 @@ impl Engine {
     pub(crate) fn insert_user(&self, user: &User) -> Result<()> {
         self.stores
             .storage
-            .write(vec![self.stores.users.put_op(user)?, user_name_op(user)])
+            .write(vec![self.stores.users.put_op(user)?, user_name_op(user)?])
     }
 
     /// The operation freeing a dropped user's login name.
     pub(crate) fn forget_user_name_op(&self, username: &str) -> WriteOp {
-        WriteOp::Delete {
-            cf: USER_NAMES_CF.into(),
-            key: user_name_key(username),
-        }
+        UserNames.delete_op(username)
     }
 
     /// Builds the login-name index of a data directory written before it
     /// existed (where every user id was its login name).
     fn index_user_names(&self) -> Result<()> {
-        if self
-            .stores
-            .storage
-            .get(USER_NAMES_CF, USER_NAMES_INDEXED)?
+        if Markers
+            .get(&self.stores.storage, USER_NAMES_INDEXED)?
             .is_some()
         {
             return Ok(());
@@ -351,14 +342,10 @@ impl Engine {
         let mut ops = Vec::new();
         for user in self.stores.users.scan_all()? {
             if user.deleted_at.is_none() {
-                ops.push(user_name_op(&user));
+                ops.push(user_name_op(&user)?);
             }
         }
-        ops.push(WriteOp::Put {
-            cf: USER_NAMES_CF.into(),
-            key: USER_NAMES_INDEXED.to_vec(),
-            value: b"1".to_vec(),
-        });
+        ops.push(Markers.put_op(USER_NAMES_INDEXED, &())?);
         self.stores.storage.write(ops)
     }
 
@@ -391,24 +378,12 @@ impl Engine {
     }
 }
 
-/// Login names → user ids, beside the manifest in the default column family.
-const USER_NAMES_CF: &str = "default";
 /// Set once the index of login names is complete.
-const USER_NAMES_INDEXED: &[u8] = b"meta\0user_names_indexed";
-
-fn user_name_key(username: &str) -> Vec<u8> {
-    let mut key = b"user_name\0".to_vec();
-    key.extend_from_slice(username.as_bytes());
-    key
-}
+const USER_NAMES_INDEXED: &str = "user_names_indexed";
 
 /// The index entry of a live user: its login name → its id.
-fn user_name_op(user: &User) -> WriteOp {
-    WriteOp::Put {
-        cf: USER_NAMES_CF.into(),
-        key: user_name_key(&user.username),
-        value: user.user_id.as_bytes().to_vec(),
-    }
+fn user_name_op(user: &User) -> Result<WriteOp> {
+    UserNames.put_op(&user.username, &user.user_id)
 }
 
 /// Locks `{data_dir}/kalamdb.lock` for this process, creating the
@@ -486,10 +461,7 @@ mod tests {
                 "the old id stays dropped"
             );
             // A data directory from before the index: no entries, no marker.
-            let mut ops = vec![WriteOp::Delete {
-                cf: USER_NAMES_CF.into(),
-                key: USER_NAMES_INDEXED.to_vec(),
-            }];
+            let mut ops = vec![Markers.delete_op(USER_NAMES_INDEXED)];
             for name in ["root", "alice"] {
                 ops.push(engine.forget_user_name_op(name));
             }

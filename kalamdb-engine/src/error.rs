@@ -3,6 +3,10 @@
 
 use datafusion::error::DataFusionError;
 
+/// Name of KalamDB's one DataFusion catalog. Query errors leave it out of
+/// the table names they quote.
+pub(crate) const CATALOG_NAME: &str = "kalam";
+
 /// How a failure should be reported to a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -21,12 +25,17 @@ pub enum EngineError {
     /// SQL that does not parse or is not a statement KalamDB runs.
     #[error("{0}")]
     InvalidSql(String),
-    /// A namespace, table, user or other object that does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    /// A namespace, table, user or other object that does not exist; the
+    /// hint, if any, says what to do about it.
+    #[error("{kind} {name} does not exist{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
+    NotFound {
+        kind: ObjectKind,
+        name: String,
+        hint: Option<String>,
+    },
     /// An object that already exists.
-    #[error("{0}")]
-    AlreadyExists(String),
+    #[error("{kind} {name} already exists")]
+    AlreadyExists { kind: ObjectKind, name: String },
     /// A value outside what is allowed (a bad name, an option, a parameter).
     #[error("{0}")]
     InvalidInput(String),
@@ -78,12 +87,62 @@ pub enum EngineError {
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
+/// The kinds of object a statement can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Namespace,
+    Table,
+    User,
+    StorageLocation,
+    LiveQuery,
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Namespace => "namespace",
+            ObjectKind::Table => "table",
+            ObjectKind::User => "user",
+            ObjectKind::StorageLocation => "storage location",
+            ObjectKind::LiveQuery => "live query",
+        })
+    }
+}
+
+impl EngineError {
+    /// `{kind} {name} does not exist`.
+    pub fn not_found(kind: ObjectKind, name: impl ToString) -> Self {
+        EngineError::NotFound {
+            kind,
+            name: name.to_string(),
+            hint: None,
+        }
+    }
+
+    /// `{kind} {name} already exists`.
+    pub fn already_exists(kind: ObjectKind, name: impl ToString) -> Self {
+        EngineError::AlreadyExists {
+            kind,
+            name: name.to_string(),
+        }
+    }
+
+    /// `{kind} {name} does not exist; {hint}`.
+    pub fn not_found_hint(kind: ObjectKind, name: impl ToString, hint: String) -> Self {
+        EngineError::NotFound {
+            kind,
+            name: name.to_string(),
+            hint: Some(hint),
+        }
+    }
+}
+
 impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             EngineError::InvalidSql(_)
-            | EngineError::NotFound(_)
-            | EngineError::AlreadyExists(_)
+            | EngineError::NotFound { .. }
+            | EngineError::AlreadyExists { .. }
             | EngineError::InvalidInput(_)
             | EngineError::Constraint(_)
             | EngineError::LimitExceeded(_)
@@ -110,8 +169,8 @@ impl EngineError {
     pub fn code(&self) -> &'static str {
         match self {
             EngineError::InvalidSql(_) => "INVALID_SQL",
-            EngineError::NotFound(_) => "NOT_FOUND",
-            EngineError::AlreadyExists(_) => "ALREADY_EXISTS",
+            EngineError::NotFound { .. } => "NOT_FOUND",
+            EngineError::AlreadyExists { .. } => "ALREADY_EXISTS",
             EngineError::InvalidInput(_) => "INVALID_INPUT",
             EngineError::Constraint(_) => "CONSTRAINT_VIOLATION",
             EngineError::LimitExceeded(_) => "LIMIT_EXCEEDED",
@@ -140,8 +199,15 @@ impl EngineError {
         let text = self.to_string();
         match self {
             EngineError::InvalidSql(_) => EngineError::InvalidSql(text),
-            EngineError::NotFound(_) => EngineError::NotFound(text),
-            EngineError::AlreadyExists(_) => EngineError::AlreadyExists(text),
+            EngineError::NotFound { kind, name, hint } => EngineError::NotFound {
+                kind: *kind,
+                name: name.clone(),
+                hint: hint.clone(),
+            },
+            EngineError::AlreadyExists { kind, name } => EngineError::AlreadyExists {
+                kind: *kind,
+                name: name.clone(),
+            },
             EngineError::InvalidInput(_) => EngineError::InvalidInput(text),
             EngineError::Constraint(_) => EngineError::Constraint(text),
             EngineError::LimitExceeded(_) => EngineError::LimitExceeded(text),
@@ -213,5 +279,5 @@ fn query_message(err: &DataFusionError) -> String {
         DataFusionError::SchemaError(e, _) => e.to_string(),
         other => other.to_string(),
     };
-    text.replace(&format!("{}.", crate::catalog::CATALOG_NAME), "")
+    text.replace(&format!("{}.", CATALOG_NAME), "")
 }

@@ -18,20 +18,20 @@ fn now_micros() -> i64 {
 }
 
 #[derive(Debug)]
-pub struct SeqGen {
+pub(crate) struct SeqGen {
     last: AtomicI64,
 }
 
 impl SeqGen {
     /// Starts above `high_water` (the largest sequence ever persisted).
-    pub fn new(high_water: i64) -> Self {
+    pub(crate) fn new(high_water: i64) -> Self {
         SeqGen {
             last: AtomicI64::new(high_water),
         }
     }
 
     /// The next sequence number.
-    pub fn next(&self) -> i64 {
+    pub(crate) fn next(&self) -> i64 {
         let floor = now_micros();
         let mut current = self.last.load(Ordering::Relaxed);
         loop {
@@ -49,7 +49,7 @@ impl SeqGen {
     }
 
     /// The last sequence handed out.
-    pub fn current(&self) -> i64 {
+    pub(crate) fn current(&self) -> i64 {
         self.last.load(Ordering::Acquire)
     }
 }
@@ -58,25 +58,25 @@ impl SeqGen {
 const SNOWFLAKE_EPOCH_MS: i64 = 1_704_067_200_000;
 
 /// When a snowflake id was made, in microseconds since the Unix epoch.
-pub fn snowflake_micros(id: i64) -> i64 {
+pub(crate) fn snowflake_micros(id: i64) -> i64 {
     ((id >> 22) + SNOWFLAKE_EPOCH_MS) * 1000
 }
 
 #[derive(Debug)]
-pub struct Snowflake {
+pub(crate) struct Snowflake {
     node: i64,
     state: Mutex<(i64, i64)>,
 }
 
 impl Snowflake {
-    pub fn new(node: u16) -> Self {
+    pub(crate) fn new(node: u16) -> Self {
         Snowflake {
             node: (node as i64) & 0x3ff,
             state: Mutex::new((0, 0)),
         }
     }
 
-    pub fn next(&self) -> i64 {
+    pub(crate) fn next(&self) -> i64 {
         let mut state = self.state.lock();
         let mut ms = (now_micros() / 1000 - SNOWFLAKE_EPOCH_MS).max(state.0);
         let counter = if ms == state.0 { state.1 + 1 } else { 0 };

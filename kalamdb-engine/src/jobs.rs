@@ -13,93 +13,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use kalamdb_model::{Job, JobKind, JobStatus, Timestamp};
-use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
 
-use crate::cold::{ColdFilter, FlushRequest, files};
+use crate::cold::{ColdFilter, files};
 use crate::engine::Engine;
-use crate::error::{EngineError, Result};
-use crate::storage::WriteOp;
-use crate::table::TableDef;
+use crate::error::{EngineError, ObjectKind, Result};
+use crate::hot::RawRow;
+use crate::queue::{JobParams, pending_key};
 use crate::table::keys::Scope;
-use crate::table::registry::{RawRow, TableRegistry};
-
-/// Settings of the job system.
-#[derive(Debug, Clone)]
-pub struct JobConfig {
-    /// Completed and failed job rows older than this are removed.
-    pub retention_secs: u64,
-    /// Seconds between cleanup jobs (0 disables them).
-    pub cleanup_interval_secs: u64,
-}
-
-impl Default for JobConfig {
-    fn default() -> Self {
-        JobConfig {
-            retention_secs: 7 * 86_400,
-            cleanup_interval_secs: 3_600,
-        }
-    }
-}
-
-/// What a job works on, kept in `system.jobs.parameters`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobParams {
-    /// `user:{id}` or `shared` for one partition; absent for all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partition: Option<String>,
-    /// What started the job: manual, rows, interval, files, schedule, restart.
-    pub trigger: String,
-}
-
-fn parse_partition(label: &str) -> Scope {
-    match label.strip_prefix("user:") {
-        Some(id) => Scope::User(id.to_string()),
-        None => Scope::Shared,
-    }
-}
-
-/// The queue and its worker.
-pub struct Jobs {
-    config: JobConfig,
-    sender: mpsc::UnboundedSender<String>,
-    receiver: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
-    flush_requests: Mutex<Option<mpsc::UnboundedReceiver<FlushRequest>>>,
-    /// Automatic jobs queued or running, by (type, table, partition), so a
-    /// busy partition does not queue the same flush twice.
-    pending: Mutex<HashSet<(JobKind, String, String)>>,
-    stop: watch::Sender<bool>,
-    started: AtomicBool,
-    worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-impl std::fmt::Debug for Jobs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Jobs").finish()
-    }
-}
-
-impl Jobs {
-    pub fn new(config: JobConfig, flush_requests: mpsc::UnboundedReceiver<FlushRequest>) -> Jobs {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        Jobs {
-            config,
-            sender,
-            receiver: Mutex::new(Some(receiver)),
-            flush_requests: Mutex::new(Some(flush_requests)),
-            pending: Mutex::new(HashSet::new()),
-            stop: watch::channel(false).0,
-            started: AtomicBool::new(false),
-            worker: Mutex::new(None),
-        }
-    }
-}
+use crate::table::{TableDef, TableId};
 
 /// Seconds of CPU the process has used, from /proc (Linux); None elsewhere.
 fn process_cpu_secs() -> Option<f64> {
@@ -111,12 +37,18 @@ fn process_cpu_secs() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-fn key(job_type: JobKind, table_id: &str, partition: &Option<String>) -> (JobKind, String, String) {
-    (
-        job_type,
-        table_id.to_string(),
-        partition.clone().unwrap_or_default(),
+/// The table a job row names.
+fn job_table(job: &Job) -> TableId {
+    TableId::new(
+        job.namespace.clone().unwrap_or_default(),
+        job.table_name.clone().unwrap_or_default(),
     )
+}
+
+/// The partition a job parameter names.
+fn partition(label: &str) -> Result<Scope> {
+    Scope::from_label(label)
+        .ok_or_else(|| EngineError::Internal(format!("job names an unknown partition {label}")))
 }
 
 /// What a job produced: its result JSON and the bytes it held in memory.
@@ -152,15 +84,12 @@ impl Engine {
                 .as_deref()
                 .and_then(|p| serde_json::from_str::<JobParams>(p).ok())
             {
-                let table = format!(
-                    "{}.{}",
-                    job.namespace.clone().unwrap_or_default(),
-                    job.table_name.clone().unwrap_or_default()
-                );
-                self.jobs
-                    .pending
-                    .lock()
-                    .insert(key(job.job_type, &table, &params.partition));
+                let table = job_table(&job);
+                self.jobs.pending.lock().insert(pending_key(
+                    job.job_type,
+                    &table,
+                    &params.partition,
+                ));
             }
             let _ = self.jobs.sender.send(job.job_id.clone());
         }
@@ -168,12 +97,12 @@ impl Engine {
         let receiver = self.jobs.receiver.lock().take();
         if let Some(mut receiver) = receiver {
             let engine = self.clone();
-            let mut stop = self.jobs.stop.subscribe();
-            let worker = tokio::spawn(async move {
+            let stop = self.jobs.stop.clone();
+            self.jobs.tasks.spawn(async move {
                 loop {
                     tokio::select! {
                         biased;
-                        _ = stop.changed() => break,
+                        _ = stop.cancelled() => break,
                         next = receiver.recv() => match next {
                             Some(job_id) => engine.run_job(&job_id).await,
                             None => break,
@@ -181,22 +110,20 @@ impl Engine {
                     }
                 }
             });
-            *self.jobs.worker.lock() = Some(worker);
         }
 
         let requests = self.jobs.flush_requests.lock().take();
         if let Some(mut requests) = requests {
             let engine = self.clone();
-            let mut stop = self.jobs.stop.subscribe();
-            tokio::spawn(async move {
+            let stop = self.jobs.stop.clone();
+            self.jobs.tasks.spawn(async move {
                 loop {
                     tokio::select! {
-                        _ = stop.changed() => break,
+                        _ = stop.cancelled() => break,
                         next = requests.recv() => match next {
                             Some(request) => {
-                                let Some((ns, name)) = request.table_id.split_once('.') else { continue };
-                                let Some(def) = engine.tables.get(ns, name) else { continue };
-                                let partition = TableRegistry::scope_label(&def, &request.scope);
+                                let Some(def) = engine.tables.by_id(&request.table_id) else { continue };
+                                let partition = request.scope.label();
                                 if let Err(e) = engine.queue_job(JobKind::Flush, &def, Some(partition), "rows", true) {
                                     tracing::warn!("cannot queue a flush of {}: {e}", request.table_id);
                                 }
@@ -209,19 +136,19 @@ impl Engine {
         }
 
         let engine = self.clone();
-        let mut stop = self.jobs.stop.subscribe();
-        tokio::spawn(async move {
-            let mut last_flush: HashMap<String, Instant> = HashMap::new();
+        let stop = self.jobs.stop.clone();
+        self.jobs.tasks.spawn(async move {
+            let mut last_flush: HashMap<TableId, Instant> = HashMap::new();
             let mut last_cleanup = Instant::now();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
-                    _ = stop.changed() => break,
+                    _ = stop.cancelled() => break,
                     _ = tick.tick() => {
                         if let Err(e) = engine.schedule(&mut last_flush, &mut last_cleanup) {
                             tracing::warn!("job scheduler: {e}");
                         }
-                        if let Err(e) = engine.tables.sweep_retired().await {
+                        if let Err(e) = engine.tables.cold().sweep_retired().await {
                             tracing::warn!("cannot remove retired files: {e}");
                         }
                     }
@@ -231,32 +158,31 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops taking jobs and waits for the running one to finish. Jobs still
-    /// queued stay `queued` in `system.jobs` and run after the next start.
+    /// Stops taking jobs and waits for the running one (and the scheduler's
+    /// current tick) to finish. Jobs still queued stay `queued` in
+    /// `system.jobs` and run after the next start.
     pub async fn stop_jobs(&self) {
-        let _ = self.jobs.stop.send(true);
-        let worker = self.jobs.worker.lock().take();
-        if let Some(worker) = worker {
-            let _ = worker.await;
-        }
+        self.jobs.stop.cancel();
+        self.jobs.tasks.close();
+        self.jobs.tasks.wait().await;
     }
 
     /// One scheduler tick: interval flushes, cleanup, pruning.
     fn schedule(
         &self,
-        last_flush: &mut HashMap<String, Instant>,
+        last_flush: &mut HashMap<TableId, Instant>,
         last_cleanup: &mut Instant,
     ) -> Result<()> {
         let now = Instant::now();
         for def in self.tables.all() {
-            let (_, Some(interval)) = self.tables.cold.policy(&def) else {
+            let (_, Some(interval)) = self.tables.cold().policy(&def) else {
                 continue;
             };
             let table_id = def.table_id();
             let last = *last_flush.entry(table_id.clone()).or_insert(now);
             if now.duration_since(last) >= Duration::from_secs(interval) {
                 last_flush.insert(table_id, now);
-                if !self.tables.pending_partitions(&def)?.is_empty() {
+                if !self.tables.hot().pending_partitions(&def)?.is_empty() {
                     self.queue_job(JobKind::Flush, &def, None, "interval", true)?;
                 }
             }
@@ -298,7 +224,7 @@ impl Engine {
         trigger: &str,
         dedupe: bool,
     ) -> Result<String> {
-        let pending_key = key(job_type, &def.table_id(), &partition);
+        let pending_key = pending_key(job_type, &def.table_id(), &partition);
         {
             let mut pending = self.jobs.pending.lock();
             if dedupe && pending.contains(&pending_key) {
@@ -306,7 +232,7 @@ impl Engine {
             }
             pending.insert(pending_key);
         }
-        let job_id = format!("{job_type}-{}", self.tables.snowflake_id());
+        let job_id = format!("{job_type}-{}", self.tables.hot().snowflake_id());
         let params = JobParams {
             partition,
             trigger: trigger.into(),
@@ -344,11 +270,7 @@ impl Engine {
                 partition: None,
                 trigger: "manual".into(),
             });
-        let table_id = format!(
-            "{}.{}",
-            job.namespace.clone().unwrap_or_default(),
-            job.table_name.clone().unwrap_or_default()
-        );
+        let table_id = job_table(&job);
         let mut job = Job {
             status: JobStatus::Running,
             start_time: Some(Timestamp::now()),
@@ -361,19 +283,19 @@ impl Engine {
         let cpu_before = process_cpu_secs();
         // A job reads Parquet files too (compaction, cleanup): a DROP TABLE
         // meanwhile must not delete them under it.
-        let lease = self.tables.cold.readers.enter();
+        let lease = self.tables.cold().readers.enter();
         let outcome = self.run_job_body(&job, &table_id, &params).await;
         drop(lease);
         // Files a compaction replaced go now unless a statement still reads
         // them (then the scheduler's sweep takes them later).
-        if let Err(e) = self.tables.sweep_retired().await {
+        if let Err(e) = self.tables.cold().sweep_retired().await {
             tracing::warn!("cannot remove retired files: {e}");
         }
         let elapsed = started.elapsed();
         self.jobs
             .pending
             .lock()
-            .remove(&key(job.job_type, &table_id, &params.partition));
+            .remove(&pending_key(job.job_type, &table_id, &params.partition));
         job.end_time = Some(Timestamp::now());
         if let (Some(before), Some(after)) = (cpu_before, process_cpu_secs()) {
             let wall = elapsed.as_secs_f64().max(1e-6);
@@ -403,13 +325,16 @@ impl Engine {
         }
     }
 
-    async fn run_job_body(&self, job: &Job, table_id: &str, params: &JobParams) -> Result<Outcome> {
-        let def = job
-            .namespace
-            .as_deref()
-            .zip(job.table_name.as_deref())
-            .and_then(|(ns, t)| self.tables.get(ns, t))
-            .ok_or_else(|| EngineError::NotFound(format!("table {table_id} does not exist")))?;
+    async fn run_job_body(
+        &self,
+        job: &Job,
+        table_id: &TableId,
+        params: &JobParams,
+    ) -> Result<Outcome> {
+        let def = self
+            .tables
+            .by_id(table_id)
+            .ok_or_else(|| EngineError::not_found(ObjectKind::Table, table_id.to_string()))?;
         match job.job_type {
             JobKind::Flush => self.flush_job(&def, params).await,
             JobKind::Compact => self.compact_job(&def, params).await,
@@ -419,12 +344,12 @@ impl Engine {
 
     async fn flush_job(&self, def: &TableDef, params: &JobParams) -> Result<Outcome> {
         let scopes = match &params.partition {
-            Some(label) => vec![parse_partition(label)],
-            None => self.tables.pending_partitions(def)?,
+            Some(label) => vec![partition(label)?],
+            None => self.tables.hot().pending_partitions(def)?,
         };
         let (mut rows, mut users, mut files, mut bytes, mut memory) = (0, 0, 0, 0, 0);
         for scope in &scopes {
-            let flushed = self.tables.flush_partition(def, scope).await?;
+            let flushed = self.tables.tiers.flush_partition(def, scope).await?;
             if flushed.rows > 0 {
                 users += 1;
             }
@@ -432,8 +357,8 @@ impl Engine {
             files += flushed.files;
             bytes += flushed.bytes;
             memory = memory.max(flushed.memory);
-            if self.tables.needs_compaction(def, scope)? {
-                let label = TableRegistry::scope_label(def, scope);
+            if self.tables.cold().needs_compaction(def, scope)? {
+                let label = scope.label();
                 self.queue_job(JobKind::Compact, def, Some(label), "files", true)?;
             }
         }
@@ -450,18 +375,19 @@ impl Engine {
 
     async fn compact_job(&self, def: &TableDef, params: &JobParams) -> Result<Outcome> {
         let scopes = match &params.partition {
-            Some(label) => vec![parse_partition(label)],
+            Some(label) => vec![partition(label)?],
             None => self
                 .tables
+                .cold()
                 .cold_partitions(def)?
                 .into_iter()
                 .map(|(scope, _)| scope)
                 .collect(),
         };
-        let mut totals = crate::cold::PartitionCompaction::default();
+        let mut totals = crate::tiers::PartitionCompaction::default();
         let mut partitions = 0;
         for scope in &scopes {
-            let done = self.tables.compact_partition(def, scope).await?;
+            let done = self.tables.tiers.compact_partition(def, scope).await?;
             if done.files_before != done.files_after || done.rows_before != done.rows_after {
                 partitions += 1;
             }
@@ -491,24 +417,13 @@ impl Engine {
     /// whose files hold expired ones. Removes orphaned files too.
     async fn cleanup_job(&self, def: &TableDef) -> Result<Outcome> {
         let cutoff = Timestamp::now().0 - i64::from(def.deleted_retention_hours) * 3_600_000_000;
-        let family = def.column_family();
-        let mut by_scope: HashMap<Scope, Vec<RawRow>> = HashMap::new();
-        for (key, value) in self.stores.storage.scan_prefix(&family, &[])? {
-            let row = crate::table::row::StoredRow::decode(&value)?;
-            if !(row.deleted && row.updated <= cutoff) {
-                continue;
-            }
-            let (scope, pk) = crate::table::keys::split_key(def, &key)?;
-            by_scope
-                .entry(scope)
-                .or_default()
-                .push(RawRow { key, pk, value });
-        }
+        let by_scope = self.tables.hot().expired_tombstones(def, cutoff)?;
         let mut purged = 0u64;
         for (scope, tombstones) in by_scope {
             let pks: Vec<Vec<u8>> = tombstones.iter().map(|t| t.pk.clone()).collect();
             let in_parquet = self
                 .tables
+                .cold()
                 .cold_rows(
                     def,
                     &scope,
@@ -522,38 +437,26 @@ impl Engine {
             for batch in &in_parquet {
                 hidden.extend(files::encoded_keys(batch.column(0))?);
             }
-            let _guard = self.tables.lock_partition(def, &scope).await;
-            let mut ops = Vec::new();
-            for tombstone in tombstones {
-                if hidden.contains(&tombstone.pk) {
-                    continue;
-                }
-                let current = self.stores.storage.get(&family, &tombstone.key)?;
-                if current.as_deref() == Some(tombstone.value.as_slice()) {
-                    ops.push(WriteOp::Delete {
-                        cf: family.clone(),
-                        key: tombstone.key,
-                    });
-                }
-            }
-            purged += ops.len() as u64;
-            if !ops.is_empty() {
-                self.stores.storage.write(ops)?;
-            }
+            let unhidden: Vec<RawRow> = tombstones
+                .into_iter()
+                .filter(|t| !hidden.contains(&t.pk))
+                .collect();
+            let _guard = self.tables.hot().lock_partition(def, &scope).await;
+            purged += self.tables.hot().delete_if_unchanged(def, &unhidden)?;
         }
         let mut compacted = 0u64;
         let mut memory = 0;
-        for (scope, files) in self.tables.cold_partitions(def)? {
+        for (scope, files) in self.tables.cold().cold_partitions(def)? {
             if files
                 .iter()
                 .any(|f| f.oldest_tombstone.is_some_and(|t| t <= cutoff))
             {
-                let done = self.tables.compact_partition(def, &scope).await?;
+                let done = self.tables.tiers.compact_partition(def, &scope).await?;
                 memory = memory.max(done.memory);
                 compacted += 1;
             }
         }
-        let orphans = self.tables.remove_orphans(def).await?;
+        let orphans = self.tables.cold().remove_orphans(def).await?;
         Ok(Outcome {
             result: json!({
                 "tombstones_purged": purged,

@@ -14,10 +14,10 @@ use serde_json::{Map, Value};
 use crate::error::{EngineError, Result};
 
 /// A row as a JSON object keyed by column name, in column order.
-pub type JsonRow = Map<String, Value>;
+pub(crate) type JsonRow = Map<String, Value>;
 
 /// The SQL name clients see for an Arrow type.
-pub fn sql_type_name(data_type: &DataType) -> String {
+pub(crate) fn sql_type_name(data_type: &DataType) -> String {
     match data_type {
         DataType::Null => "NULL".into(),
         DataType::Boolean => "BOOLEAN".into(),
@@ -41,7 +41,7 @@ pub fn sql_type_name(data_type: &DataType) -> String {
 }
 
 /// All rows of `batches` as JSON objects.
-pub fn batches_to_rows(batches: &[RecordBatch]) -> Result<Vec<JsonRow>> {
+pub(crate) fn batches_to_rows(batches: &[RecordBatch]) -> Result<Vec<JsonRow>> {
     let mut rows = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
     for batch in batches {
         let schema = batch.schema();
@@ -73,7 +73,7 @@ fn float(v: f64) -> Value {
 }
 
 /// RFC 3339, UTC, microseconds.
-pub fn format_timestamp_micros(micros: i64) -> Value {
+pub(crate) fn format_timestamp_micros(micros: i64) -> Value {
     use chrono::{Datelike, Timelike};
     match chrono::DateTime::from_timestamp_micros(micros) {
         // Years 0–9999 by hand: strftime-style formatting re-parses its

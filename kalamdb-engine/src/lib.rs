@@ -5,29 +5,41 @@
 //! crate touches RocksDB or the data directory. Modules are private: the
 //! re-exports below are the whole public API.
 
+#![warn(unreachable_pub)]
+
+// Modules import only from the layers below them (`docs/architecture.md`):
+// error, ids, session, auth, storage → table → json, keyspace, system →
+// hot, cold → tiers → live → registry → provider, functions → catalog,
+// queue → engine → jobs → sql. `../shared/tools/module_cycles.py` checks it.
 pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod cold;
+mod engine;
 pub(crate) mod error;
+pub(crate) mod functions;
+pub(crate) mod hot;
 pub(crate) mod ids;
 pub(crate) mod jobs;
 pub(crate) mod json;
+pub(crate) mod keyspace;
 pub(crate) mod live;
+pub(crate) mod provider;
+pub(crate) mod queue;
+pub(crate) mod registry;
 pub(crate) mod session;
 pub(crate) mod sql;
 pub(crate) mod storage;
 pub(crate) mod system;
 pub(crate) mod table;
-
-mod engine;
+pub(crate) mod tiers;
 
 pub use cold::ColdConfig;
 pub use engine::{
     Bootstrap, DEFAULT_MAX_EXPRESSION_DEPTH, Engine, EngineConfig, Limits, worker_stack_bytes,
 };
-pub use error::{EngineError, ErrorKind, Result};
-pub use jobs::JobConfig;
+pub use error::{EngineError, ErrorKind, ObjectKind, Result};
 pub use live::{ChangeEvent, ChangeKind, LiveEvent};
+pub use queue::JobConfig;
 pub use session::Caller;
 pub use sql::execute::{BatchOutcome, ResultColumn, SqlRequest, StatementError, StatementResult};
 pub use sql::subscribe::{SubscribeRequest, Subscribed};

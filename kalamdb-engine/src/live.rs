@@ -22,9 +22,9 @@ use tokio::sync::mpsc;
 
 use crate::error::Result;
 use crate::json::{JsonRow, batches_to_rows};
-use crate::table::TableDef;
 use crate::table::keys::Scope;
-use crate::table::row::{StoredRow, rows_to_batch};
+use crate::table::row::{Change, StoredRow, rows_to_batch};
+use crate::table::{TableDef, TableId};
 
 /// What happened to a row, as a subscription sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,18 +69,11 @@ pub struct ChangeEvent {
     pub old_values: Vec<JsonRow>,
 }
 
-/// A committed write: the previous live version (if any) and the new one.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub old: Option<StoredRow>,
-    pub new: StoredRow,
-}
-
 /// A registered subscription.
-pub struct Subscription {
+pub(crate) struct Subscription {
     pub live_id: String,
     pub subscription_id: String,
-    pub table_id: String,
+    pub table_id: TableId,
     pub scope: Scope,
     pub def: Arc<TableDef>,
     pub filter: Option<Arc<dyn PhysicalExpr>>,
@@ -101,7 +94,7 @@ pub struct Subscription {
 impl Subscription {
     /// Tells the connection this subscription is over. If its queue is
     /// full the connection is closed as a slow consumer anyway.
-    pub fn end(&self, reason: &'static str) {
+    pub(crate) fn end(&self, reason: &'static str) {
         let event = LiveEvent::Ended {
             subscription_id: self.subscription_id.clone(),
             reason,
@@ -118,16 +111,16 @@ impl std::fmt::Debug for Subscription {
     }
 }
 
-type PartitionKey = (String, Scope);
+type PartitionKey = (TableId, Scope);
 
 #[derive(Debug, Default)]
-pub struct LiveRouter {
+pub(crate) struct LiveRouter {
     by_partition: RwLock<HashMap<PartitionKey, Vec<Arc<Subscription>>>>,
     by_id: RwLock<HashMap<String, Arc<Subscription>>>,
 }
 
 impl LiveRouter {
-    pub fn register(&self, subscription: Arc<Subscription>) {
+    pub(crate) fn register(&self, subscription: Arc<Subscription>) {
         let key = (subscription.table_id.clone(), subscription.scope.clone());
         self.by_partition
             .write()
@@ -140,7 +133,7 @@ impl LiveRouter {
     }
 
     /// Removes a subscription; returns it if it existed.
-    pub fn unregister(&self, live_id: &str) -> Option<Arc<Subscription>> {
+    pub(crate) fn unregister(&self, live_id: &str) -> Option<Arc<Subscription>> {
         let subscription = self.by_id.write().remove(live_id)?;
         let key = (subscription.table_id.clone(), subscription.scope.clone());
         let mut partitions = self.by_partition.write();
@@ -153,12 +146,12 @@ impl LiveRouter {
         Some(subscription)
     }
 
-    pub fn get(&self, live_id: &str) -> Option<Arc<Subscription>> {
+    pub(crate) fn get(&self, live_id: &str) -> Option<Arc<Subscription>> {
         self.by_id.read().get(live_id).cloned()
     }
 
     /// Every subscription of a user (for DROP USER and revocation).
-    pub fn of_user(&self, user_id: &str) -> Vec<Arc<Subscription>> {
+    pub(crate) fn of_user(&self, user_id: &str) -> Vec<Arc<Subscription>> {
         self.by_id
             .read()
             .values()
@@ -168,17 +161,17 @@ impl LiveRouter {
     }
 
     /// Live ids of every subscription on a table (for DROP TABLE).
-    pub fn on_table(&self, table_id: &str) -> Vec<Arc<Subscription>> {
+    pub(crate) fn on_table(&self, table_id: &TableId) -> Vec<Arc<Subscription>> {
         self.by_id
             .read()
             .values()
-            .filter(|s| s.table_id == table_id)
+            .filter(|s| &s.table_id == table_id)
             .cloned()
             .collect()
     }
 
     /// Routes committed changes of one partition to its subscriptions.
-    pub fn publish(&self, def: &TableDef, scope: &Scope, changes: &[Change]) {
+    pub(crate) fn publish(&self, def: &TableDef, scope: &Scope, changes: &[Change]) {
         if changes.is_empty() {
             return;
         }
@@ -220,7 +213,7 @@ impl LiveRouter {
 }
 
 /// Which rows match the subscription's filter.
-pub fn matches(subscription: &Subscription, rows: &[&StoredRow]) -> Result<Vec<bool>> {
+pub(crate) fn matches(subscription: &Subscription, rows: &[&StoredRow]) -> Result<Vec<bool>> {
     let Some(filter) = &subscription.filter else {
         return Ok(vec![true; rows.len()]);
     };
@@ -242,7 +235,7 @@ pub fn matches(subscription: &Subscription, rows: &[&StoredRow]) -> Result<Vec<b
 }
 
 /// A row version projected to the subscription's columns.
-pub fn project(subscription: &Subscription, row: &StoredRow) -> Result<JsonRow> {
+pub(crate) fn project(subscription: &Subscription, row: &StoredRow) -> Result<JsonRow> {
     let batch = rows_to_batch(
         &subscription.def,
         std::slice::from_ref(row),

@@ -4,14 +4,11 @@
 //! statements with sqlparser's token API; everything else goes to DataFusion.
 //! `execute` runs a batch for a caller.
 
-pub(crate) use bounded::bounded_functions;
-pub mod execute;
-pub mod functions;
-pub mod parser;
-pub mod result;
-pub mod subscribe;
+pub(crate) mod execute;
+pub(crate) mod parser;
+pub(crate) mod result;
+pub(crate) mod subscribe;
 
-mod bounded;
 mod dml;
 mod namespaces;
 mod storage;

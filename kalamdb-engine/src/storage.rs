@@ -14,9 +14,9 @@ use crate::error::{EngineError, Result};
 type Db = DBWithThreadMode<MultiThreaded>;
 
 /// Column family of the per-user row counters used by flush policies.
-pub const USER_TABLE_COUNTERS_CF: &str = "user_table_counters";
+pub(crate) const USER_TABLE_COUNTERS_CF: &str = "user_table_counters";
 
-pub struct Storage {
+pub(crate) struct Storage {
     db: Db,
     path: PathBuf,
 }
@@ -36,7 +36,7 @@ fn cf_options() -> Options {
 impl Storage {
     /// Opens (or creates) the database at `path` with every column family it
     /// already has, creating any of `required` that are missing.
-    pub fn open(path: &Path, required: &[&str]) -> Result<Self> {
+    pub(crate) fn open(path: &Path, required: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(path)
             .map_err(|e| EngineError::Internal(format!("cannot create {}: {e}", path.display())))?;
         let mut db_opts = Options::default();
@@ -66,30 +66,30 @@ impl Storage {
             .ok_or_else(|| EngineError::Internal(format!("column family {name} is missing")))
     }
 
-    pub fn has_cf(&self, name: &str) -> bool {
+    pub(crate) fn has_cf(&self, name: &str) -> bool {
         self.db.cf_handle(name).is_some()
     }
 
-    pub fn create_cf(&self, name: &str) -> Result<()> {
+    pub(crate) fn create_cf(&self, name: &str) -> Result<()> {
         if !self.has_cf(name) {
             self.db.create_cf(name, &cf_options())?;
         }
         Ok(())
     }
 
-    pub fn drop_cf(&self, name: &str) -> Result<()> {
+    pub(crate) fn drop_cf(&self, name: &str) -> Result<()> {
         if self.has_cf(name) {
             self.db.drop_cf(name)?;
         }
         Ok(())
     }
 
-    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(&self.cf(cf)?, key)?)
     }
 
     /// The values of several keys of one column family, in order.
-    pub fn multi_get(&self, cf: &str, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+    pub(crate) fn multi_get(&self, cf: &str, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
         let handle = self.cf(cf)?;
         self.db
             .batched_multi_get_cf(&handle, keys, false)
@@ -98,16 +98,16 @@ impl Storage {
             .collect()
     }
 
-    pub fn put(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<()> {
+    pub(crate) fn put(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<()> {
         Ok(self.db.put_cf(&self.cf(cf)?, key, value)?)
     }
 
-    pub fn delete(&self, cf: &str, key: &[u8]) -> Result<()> {
+    pub(crate) fn delete(&self, cf: &str, key: &[u8]) -> Result<()> {
         Ok(self.db.delete_cf(&self.cf(cf)?, key)?)
     }
 
     /// Every key/value pair whose key starts with `prefix`, in key order.
-    pub fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub(crate) fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let handle = self.cf(cf)?;
         let mut out = Vec::new();
         for item in self
@@ -124,7 +124,7 @@ impl Storage {
     }
 
     /// Applies puts and deletes over several column families atomically.
-    pub fn write(&self, ops: Vec<WriteOp>) -> Result<()> {
+    pub(crate) fn write(&self, ops: Vec<WriteOp>) -> Result<()> {
         let mut batch = WriteBatch::default();
         for op in ops {
             match op {
@@ -141,7 +141,7 @@ impl Storage {
 
 /// One operation of an atomic [`Storage::write`].
 #[derive(Debug, Clone)]
-pub enum WriteOp {
+pub(crate) enum WriteOp {
     Put {
         cf: String,
         key: Vec<u8>,

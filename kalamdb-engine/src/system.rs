@@ -25,7 +25,7 @@ use crate::session::Caller;
 use crate::storage::Storage;
 
 /// Typed `put/get/delete/scan_all` over the column family of model `M`.
-pub struct SystemStore<M> {
+pub(crate) struct SystemStore<M> {
     storage: Arc<Storage>,
     _model: PhantomData<fn() -> M>,
 }
@@ -46,20 +46,20 @@ impl<M: SystemTable> fmt::Debug for SystemStore<M> {
 }
 
 impl<M: SystemTable> SystemStore<M> {
-    pub fn new(storage: Arc<Storage>) -> Self {
+    pub(crate) fn new(storage: Arc<Storage>) -> Self {
         SystemStore {
             storage,
             _model: PhantomData,
         }
     }
 
-    pub fn put(&self, row: &M) -> Result<()> {
+    pub(crate) fn put(&self, row: &M) -> Result<()> {
         let value = encode(row)?;
         self.storage
             .put(M::COLUMN_FAMILY, &row.key().storage_key(), &value)
     }
 
-    pub fn get<Q>(&self, key: &Q) -> Result<Option<M>>
+    pub(crate) fn get<Q>(&self, key: &Q) -> Result<Option<M>>
     where
         M::Key: Borrow<Q>,
         Q: StorageKey + ?Sized,
@@ -70,7 +70,7 @@ impl<M: SystemTable> SystemStore<M> {
         }
     }
 
-    pub fn delete<Q>(&self, key: &Q) -> Result<()>
+    pub(crate) fn delete<Q>(&self, key: &Q) -> Result<()>
     where
         M::Key: Borrow<Q>,
         Q: StorageKey + ?Sized,
@@ -79,7 +79,7 @@ impl<M: SystemTable> SystemStore<M> {
     }
 
     /// Every row, in key order.
-    pub fn scan_all(&self) -> Result<Vec<M>> {
+    pub(crate) fn scan_all(&self) -> Result<Vec<M>> {
         self.storage
             .scan_prefix(M::COLUMN_FAMILY, b"")?
             .iter()
@@ -88,7 +88,7 @@ impl<M: SystemTable> SystemStore<M> {
     }
 
     /// The operation that writes `row`, for an atomic multi-table write.
-    pub fn put_op(&self, row: &M) -> Result<crate::storage::WriteOp> {
+    pub(crate) fn put_op(&self, row: &M) -> Result<crate::storage::WriteOp> {
         Ok(crate::storage::WriteOp::Put {
             cf: M::COLUMN_FAMILY.to_string(),
             key: row.key().storage_key(),
@@ -99,7 +99,7 @@ impl<M: SystemTable> SystemStore<M> {
 
 impl<M: SystemTable> SystemStore<M> {
     /// The operation that deletes the row with `key`.
-    pub fn delete_op<Q>(&self, key: &Q) -> crate::storage::WriteOp
+    pub(crate) fn delete_op<Q>(&self, key: &Q) -> crate::storage::WriteOp
     where
         M::Key: Borrow<Q>,
         Q: StorageKey + ?Sized,
@@ -123,12 +123,12 @@ fn decode<M: SystemTable>(bytes: &[u8]) -> Result<M> {
 
 /// Which rows of a system table a caller may see, and what of them: the
 /// row as shown to the caller, or `None` when it is hidden.
-pub type RowVisibility<M> = fn(M, &Caller) -> Option<M>;
+pub(crate) type RowVisibility<M> = fn(M, &Caller) -> Option<M>;
 
 /// `system.<name>` as a DataFusion table. Rows are read from RocksDB when the
 /// query runs, filtered by the caller's visibility; DataFusion re-applies
 /// every WHERE filter, and the limit is honoured at the scan.
-pub struct SystemTableProvider<M> {
+pub(crate) struct SystemTableProvider<M> {
     store: SystemStore<M>,
     visible: RowVisibility<M>,
     /// Brings stored rows up to date with in-memory state before they are shown.
@@ -136,7 +136,7 @@ pub struct SystemTableProvider<M> {
 }
 
 /// Updates a stored system-table row from in-memory state when it is read.
-pub type RowRefresh<M> = Arc<dyn Fn(&mut M) + Send + Sync>;
+pub(crate) type RowRefresh<M> = Arc<dyn Fn(&mut M) + Send + Sync>;
 
 impl<M: SystemTable> fmt::Debug for SystemTableProvider<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -145,7 +145,7 @@ impl<M: SystemTable> fmt::Debug for SystemTableProvider<M> {
 }
 
 impl<M: SystemTable> SystemTableProvider<M> {
-    pub fn new(store: SystemStore<M>, visible: RowVisibility<M>) -> Self {
+    pub(crate) fn new(store: SystemStore<M>, visible: RowVisibility<M>) -> Self {
         SystemTableProvider {
             store,
             visible,
@@ -154,14 +154,14 @@ impl<M: SystemTable> SystemTableProvider<M> {
     }
 
     /// Adds a step that updates each row from live state at scan time.
-    pub fn with_refresh(mut self, refresh: RowRefresh<M>) -> Self {
+    pub(crate) fn with_refresh(mut self, refresh: RowRefresh<M>) -> Self {
         self.refresh = Some(refresh);
         self
     }
 }
 
 /// Every row of a system table is visible.
-pub fn all_rows<M>(row: M, _: &Caller) -> Option<M> {
+pub(crate) fn all_rows<M>(row: M, _: &Caller) -> Option<M> {
     Some(row)
 }
 
@@ -205,13 +205,13 @@ impl<M: SystemTable> TableProvider for SystemTableProvider<M> {
 
 /// The `system` schema: the seven system tables.
 #[derive(Debug)]
-pub struct SystemSchema {
+pub(crate) struct SystemSchema {
     tables: HashMap<&'static str, Arc<dyn TableProvider>>,
 }
 
 /// The typed stores of the seven system tables.
 #[derive(Debug, Clone)]
-pub struct SystemStores {
+pub(crate) struct SystemStores {
     /// The database itself, for table column families.
     pub storage: Arc<Storage>,
     pub users: SystemStore<User>,
@@ -224,7 +224,7 @@ pub struct SystemStores {
 }
 
 /// Column families of the system tables.
-pub const SYSTEM_COLUMN_FAMILIES: [&str; 7] = [
+pub(crate) const SYSTEM_COLUMN_FAMILIES: [&str; 7] = [
     User::COLUMN_FAMILY,
     LiveQuery::COLUMN_FAMILY,
     StorageLocation::COLUMN_FAMILY,
@@ -235,7 +235,7 @@ pub const SYSTEM_COLUMN_FAMILIES: [&str; 7] = [
 ];
 
 impl SystemStores {
-    pub fn new(storage: &Arc<Storage>) -> Self {
+    pub(crate) fn new(storage: &Arc<Storage>) -> Self {
         SystemStores {
             storage: storage.clone(),
             users: SystemStore::new(storage.clone()),
@@ -300,7 +300,9 @@ fn visible_job(mut row: Job, caller: &Caller) -> Option<Job> {
 }
 
 impl SystemSchema {
-    pub fn new(stores: &SystemStores, live: Arc<crate::live::LiveRouter>) -> Self {
+    /// The system schema; `live_query_stats` fills in the in-memory
+    /// counters of a `system.live_queries` row when it is read.
+    pub(crate) fn new(stores: &SystemStores, live_query_stats: RowRefresh<LiveQuery>) -> Self {
         fn entry<M: SystemTable>(
             store: &SystemStore<M>,
             visible: RowVisibility<M>,
@@ -308,22 +310,8 @@ impl SystemSchema {
             let provider = SystemTableProvider::new(store.clone(), visible);
             (M::TABLE_NAME, Arc::new(provider) as Arc<dyn TableProvider>)
         }
-        // `changes` and `updated_at` of a subscription live in memory (no
-        // write per delivered change); they are filled in when read.
         let live_queries = SystemTableProvider::new(stores.live_queries.clone(), own_live_query)
-            .with_refresh(Arc::new(move |row: &mut LiveQuery| {
-                if let Some(subscription) = live.get(&row.live_id) {
-                    row.changes = subscription
-                        .changes
-                        .load(std::sync::atomic::Ordering::Relaxed);
-                    let last = subscription
-                        .last_change
-                        .load(std::sync::atomic::Ordering::Relaxed);
-                    if last > 0 {
-                        row.updated_at = kalamdb_model::Timestamp(last);
-                    }
-                }
-            }));
+            .with_refresh(live_query_stats);
         let tables = HashMap::from([
             entry(&stores.users, own_user_row),
             (

@@ -1,15 +1,14 @@
-//! USER and SHARED tables on the RocksDB hot tier.
-//!
-//! `def` describes a table (columns, key, options) and its Arrow schema;
-//! `row` is how one row version is stored; `keys` how it is addressed;
-//! `registry` holds every table's definition and does the reads and atomic
-//! writes; `provider` is the DataFusion face of a table, scoped to the caller.
+//! Tables as pure data, the bottom layer: `def` describes a table
+//! (columns, key, options) and its Arrow schema; `keys` addresses its
+//! partitions and rows; `row` is how one row version is stored. Nothing
+//! here reads or writes storage.
 
-pub mod def;
-pub mod keys;
-pub mod provider;
-pub mod registry;
-pub mod row;
+pub(crate) mod def;
+pub(crate) mod keys;
+pub(crate) mod kind;
+pub(crate) mod row;
 
-pub use def::{ColumnSpec, ColumnType, DefaultValue, TableDef, TableKind};
-pub use registry::TableRegistry;
+pub(crate) use def::{
+    ColumnSpec, ColumnType, DefaultValue, SchemaDoc, TableDef, TableId, TableKind, schema_id,
+    table_def,
+};

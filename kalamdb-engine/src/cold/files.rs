@@ -42,7 +42,7 @@ const PAGE_ROWS: usize = 4 * 1024;
 /// Encodes rows (sorted by key) as a Parquet file: zstd, page statistics on
 /// every column (so `_seq` and `_updated` ranges prune), a bloom filter on
 /// the primary key.
-pub fn encode(def: &TableDef, rows: &[StoredRow]) -> Result<(Bytes, usize)> {
+pub(crate) fn encode(def: &TableDef, rows: &[StoredRow]) -> Result<(Bytes, usize)> {
     let schema = def.arrow_schema();
     let all: Vec<usize> = (0..schema.fields().len()).collect();
     let batch = rows_to_batch(def, rows, schema.clone(), &all)?;
@@ -75,7 +75,7 @@ const SCAN_PARTITIONS: usize = 4;
 /// the table schema), with rows not matching `predicate` dropped as early as
 /// statistics, bloom filters, the page index and decoding allow. Files are
 /// spread over up to [`SCAN_PARTITIONS`] partitions read in parallel.
-pub fn scan_plan(
+pub(crate) fn scan_plan(
     def: &TableDef,
     location: &str,
     files: &[&ColdFile],
@@ -116,7 +116,7 @@ pub fn scan_plan(
 }
 
 /// Runs [`scan_plan`] over files of any locations and collects the rows.
-pub async fn scan(
+pub(crate) async fn scan(
     def: &TableDef,
     files: &[ColdFile],
     columns: &[usize],
@@ -154,7 +154,7 @@ fn pk_literal(ty: ColumnType, pk: &[u8]) -> Result<ScalarValue> {
 }
 
 /// `pk IN (…)` over the table schema.
-pub fn key_predicate(def: &TableDef, pks: &[Vec<u8>]) -> Result<Arc<dyn PhysicalExpr>> {
+pub(crate) fn key_predicate(def: &TableDef, pks: &[Vec<u8>]) -> Result<Arc<dyn PhysicalExpr>> {
     let schema = def.arrow_schema();
     let key = def.key_column();
     let list = pks
@@ -165,12 +165,12 @@ pub fn key_predicate(def: &TableDef, pks: &[Vec<u8>]) -> Result<Arc<dyn Physical
 }
 
 /// A predicate that keeps every row (for file selection by key range only).
-pub fn always_true() -> Arc<dyn PhysicalExpr> {
+pub(crate) fn always_true() -> Arc<dyn PhysicalExpr> {
     lit(true)
 }
 
 /// `_seq > from` over the table schema.
-pub fn seq_after(def: &TableDef, from: i64) -> Result<Arc<dyn PhysicalExpr>> {
+pub(crate) fn seq_after(def: &TableDef, from: i64) -> Result<Arc<dyn PhysicalExpr>> {
     let schema = def.arrow_schema();
     Ok(binary(
         col(SEQ_COLUMN, &schema)?,
@@ -181,7 +181,7 @@ pub fn seq_after(def: &TableDef, from: i64) -> Result<Arc<dyn PhysicalExpr>> {
 }
 
 /// Encoded primary keys of a key column, as `encode_pk` encodes them.
-pub fn encoded_keys(array: &ArrayRef) -> Result<Vec<Vec<u8>>> {
+pub(crate) fn encoded_keys(array: &ArrayRef) -> Result<Vec<Vec<u8>>> {
     let keys = (0..array.len()).map(|i| -> Result<Vec<u8>> {
         if array.is_null(i) {
             return Err(EngineError::Internal("a stored primary key is NULL".into()));
@@ -200,7 +200,7 @@ pub fn encoded_keys(array: &ArrayRef) -> Result<Vec<Vec<u8>>> {
 }
 
 /// Rows of a batch holding every column of the table schema.
-pub fn batch_to_rows(def: &TableDef, batch: &RecordBatch) -> Result<Vec<StoredRow>> {
+pub(crate) fn batch_to_rows(def: &TableDef, batch: &RecordBatch) -> Result<Vec<StoredRow>> {
     let n = def.user_column_count();
     let cells: Vec<Vec<serde_json::Value>> = def
         .columns
@@ -224,7 +224,7 @@ pub fn batch_to_rows(def: &TableDef, batch: &RecordBatch) -> Result<Vec<StoredRo
 }
 
 /// Where the key, `_seq` and `_deleted` are among scanned `columns`.
-pub struct SystemPositions {
+pub(crate) struct SystemPositions {
     pub key: usize,
     pub seq: usize,
     pub deleted: usize,
@@ -232,7 +232,7 @@ pub struct SystemPositions {
 
 impl SystemPositions {
     /// `columns` extended (if needed) with the key, `_seq` and `_deleted`.
-    pub fn extend(def: &TableDef, columns: &mut Vec<usize>) -> SystemPositions {
+    pub(crate) fn extend(def: &TableDef, columns: &mut Vec<usize>) -> SystemPositions {
         let schema = def.arrow_schema();
         let mut position = |index: usize| match columns.iter().position(|&c| c == index) {
             Some(p) => p,
@@ -257,13 +257,13 @@ impl SystemPositions {
 }
 
 /// Keeps the rows of `batch` where `keep` is true.
-pub fn retain(batch: &RecordBatch, keep: Vec<bool>) -> Result<RecordBatch> {
+pub(crate) fn retain(batch: &RecordBatch, keep: Vec<bool>) -> Result<RecordBatch> {
     filter_record_batch(batch, &BooleanArray::from(keep))
         .map_err(|e| EngineError::Internal(format!("cannot filter rows: {e}")))
 }
 
 /// Builds the manifest entry of a file written from `rows` (sorted by key).
-pub fn describe(
+pub(crate) fn describe(
     name: String,
     location: &str,
     path: String,
@@ -290,7 +290,7 @@ pub fn describe(
 /// True when no two files can hold the same key (their key ranges do not
 /// overlap), so a filter may be pushed into the scan without exposing an
 /// older version of a row whose newer version does not match.
-pub fn disjoint(files: &[ColdFile]) -> bool {
+pub(crate) fn disjoint(files: &[ColdFile]) -> bool {
     let mut ranges: Vec<(&[u8], &[u8])> = files
         .iter()
         .map(|f| (f.min_pk.as_slice(), f.max_pk.as_slice()))

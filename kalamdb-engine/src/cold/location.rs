@@ -26,15 +26,13 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, Retry
 use parking_lot::RwLock;
 
 use crate::error::{EngineError, Result};
-use crate::table::keys::Scope;
+use crate::table::keys::{Scope, path_segment};
 
 /// Template used when a location's path has none.
 const DEFAULT_TEMPLATE: &str = "${namespace}/${table}/${user_id}";
-/// Directory name of a SHARED table's files (in place of a user id).
-pub const SHARED_DIR: &str = "shared";
 
 /// Options `CREATE STORAGE … OPTIONS (…)` accepts for S3 locations.
-pub const S3_OPTIONS: [&str; 6] = [
+pub(crate) const S3_OPTIONS: [&str; 6] = [
     "endpoint",
     "region",
     "access_key_id",
@@ -59,7 +57,7 @@ fn io_error(location: &str, path: &Path, source: std::io::Error) -> EngineError 
 }
 
 /// The kind named in `CREATE STORAGE … TYPE`: `filesystem` (or `local`) or `s3`.
-pub fn parse_storage_kind(text: &str) -> Option<StorageKind> {
+pub(crate) fn parse_storage_kind(text: &str) -> Option<StorageKind> {
     if text.eq_ignore_ascii_case("local") {
         return Some(StorageKind::Filesystem);
     }
@@ -67,7 +65,7 @@ pub fn parse_storage_kind(text: &str) -> Option<StorageKind> {
 }
 
 /// One opened storage location.
-pub struct ColdStore {
+pub(crate) struct ColdStore {
     pub name: String,
     pub kind: StorageKind,
     /// The location's files, relative to its root.
@@ -95,26 +93,6 @@ fn split_template(path: &str) -> (&str, String) {
     }
 }
 
-/// A path segment for a name that may hold any character: `[A-Za-z0-9_.-]`
-/// stay, everything else (and a leading `.`) becomes `=XX` per byte, so the
-/// mapping is injective and never yields `.`, `..` or a separator.
-pub fn path_segment(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for (i, byte) in name.bytes().enumerate() {
-        let keep =
-            byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || (byte == b'.' && i > 0);
-        if keep {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("={byte:02X}"));
-        }
-    }
-    if out.is_empty() {
-        out.push_str("=00");
-    }
-    out
-}
-
 /// Parses `s3://bucket/prefix` into bucket and prefix.
 fn parse_s3_url(root: &str) -> Result<(String, String)> {
     let rest = root.strip_prefix("s3://").ok_or_else(|| {
@@ -133,7 +111,7 @@ fn parse_s3_url(root: &str) -> Result<(String, String)> {
 
 impl ColdStore {
     /// Opens a location from its `system.storage_locations` row.
-    pub fn open(location: &StorageLocation) -> Result<ColdStore> {
+    pub(crate) fn open(location: &StorageLocation) -> Result<ColdStore> {
         let kind = location.location_type;
         let (root, template) = split_template(&location.path);
         for variable in template.split("${").skip(1) {
@@ -218,16 +196,13 @@ impl ColdStore {
     }
 
     /// `kalam://{name}`: how DataFusion finds this location's files.
-    pub fn url(&self) -> ObjectStoreUrl {
+    pub(crate) fn url(&self) -> ObjectStoreUrl {
         location_url(&self.name)
     }
 
     /// Directory (relative to the root) of one partition's files.
-    pub fn directory(&self, namespace: &str, table: &str, scope: &Scope) -> String {
-        let owner = match scope {
-            Scope::User(user_id) => path_segment(user_id),
-            Scope::Shared => SHARED_DIR.to_string(),
-        };
+    pub(crate) fn directory(&self, namespace: &str, table: &str, scope: &Scope) -> String {
+        let owner = scope.directory_name();
         self.template
             .replace("${namespace}", &path_segment(namespace))
             .replace("${table}", &path_segment(table))
@@ -236,7 +211,7 @@ impl ColdStore {
 
     /// Directory (relative to the root) holding every partition of a table,
     /// when the template puts partitions below a per-table directory.
-    pub fn table_directory(&self, namespace: &str, table: &str) -> Option<String> {
+    pub(crate) fn table_directory(&self, namespace: &str, table: &str) -> Option<String> {
         let (head, _) = self.template.split_once("${user_id}")?;
         let head = head
             .replace("${namespace}", &path_segment(namespace))
@@ -247,7 +222,7 @@ impl ColdStore {
 
     /// Writes a whole file. On the filesystem: a temporary name, fsync,
     /// rename, fsync of the directory. On S3 a PUT, which is atomic.
-    pub async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+    pub(crate) async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         match &self.local_root {
             Some(root) => {
                 let target = root.join(path);
@@ -267,7 +242,7 @@ impl ColdStore {
     }
 
     /// Deletes a file; a file that is already gone is not an error.
-    pub async fn delete(&self, path: &str) -> Result<()> {
+    pub(crate) async fn delete(&self, path: &str) -> Result<()> {
         match self.store.delete(&ObjectPath::from(path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(storage_error(&self.name, e)),
@@ -275,7 +250,7 @@ impl ColdStore {
     }
 
     /// Every file below `directory`, with its size.
-    pub async fn list(&self, directory: &str) -> Result<Vec<(String, u64)>> {
+    pub(crate) async fn list(&self, directory: &str) -> Result<Vec<(String, u64)>> {
         let prefix = ObjectPath::from(directory);
         let listed: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
             Ok(listed) => listed,
@@ -289,7 +264,7 @@ impl ColdStore {
     }
 
     /// Reads a whole file.
-    pub async fn get(&self, path: &str) -> Result<Bytes> {
+    pub(crate) async fn get(&self, path: &str) -> Result<Bytes> {
         let result = self
             .store
             .get(&ObjectPath::from(path))
@@ -302,7 +277,7 @@ impl ColdStore {
     }
 
     /// Checks that the location can be written, read and deleted from.
-    pub async fn probe(&self) -> Result<()> {
+    pub(crate) async fn probe(&self) -> Result<()> {
         let path = format!(".kalamdb-probe-{}", std::process::id());
         self.put(&path, Bytes::from_static(b"ok")).await?;
         self.get(&path).await?;
@@ -313,7 +288,7 @@ impl ColdStore {
     /// it while they are empty, up to the location's root (filesystem
     /// locations only). A directory that still holds anything, of this
     /// table or another sharing the template, is left alone.
-    pub fn prune_empty_dirs(&self, file_path: &str) {
+    pub(crate) fn prune_empty_dirs(&self, file_path: &str) {
         let Some(root) = &self.local_root else {
             return;
         };
@@ -329,7 +304,7 @@ impl ColdStore {
 }
 
 /// `kalam://{name}`.
-pub fn location_url(name: &str) -> ObjectStoreUrl {
+pub(crate) fn location_url(name: &str) -> ObjectStoreUrl {
     ObjectStoreUrl::parse(format!("kalam://{name}"))
         .unwrap_or_else(|_| ObjectStoreUrl::local_filesystem())
 }
@@ -364,7 +339,7 @@ fn write_durably(target: &Path, data: &[u8]) -> std::io::Result<()> {
 
 /// Every opened location by name, registered with DataFusion as well.
 #[derive(Default)]
-pub struct Locations {
+pub(crate) struct Locations {
     stores: RwLock<HashMap<String, Arc<ColdStore>>>,
 }
 
@@ -378,7 +353,7 @@ impl std::fmt::Debug for Locations {
 
 impl Locations {
     /// Opens `location`; [`Locations::register`] makes it readable.
-    pub fn add(&self, location: &StorageLocation) -> Result<Arc<ColdStore>> {
+    pub(crate) fn add(&self, location: &StorageLocation) -> Result<Arc<ColdStore>> {
         let store = Arc::new(ColdStore::open(location)?);
         self.stores
             .write()
@@ -386,11 +361,11 @@ impl Locations {
         Ok(store)
     }
 
-    pub fn remove(&self, name: &str) {
+    pub(crate) fn remove(&self, name: &str) {
         self.stores.write().remove(name);
     }
 
-    pub fn get(&self, name: &str) -> Result<Arc<ColdStore>> {
+    pub(crate) fn get(&self, name: &str) -> Result<Arc<ColdStore>> {
         self.stores
             .read()
             .get(name)

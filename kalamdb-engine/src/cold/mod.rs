@@ -1,26 +1,17 @@
-//! The Parquet cold tier.
+//! The Parquet cold tier: storage locations, each partition's files (the
+//! manifest), reading them, and deleting files nobody lists or reads any
+//! more. It knows table definitions and storage, never the hot tier.
 //!
-//! A flush moves one partition's row versions (one user of a USER table, or
-//! a SHARED table) from RocksDB into a Parquet file of the table's storage
-//! location: the file is written under a temporary name, fsynced and
-//! renamed (a PUT on S3); then one RocksDB write batch records it in the
-//! manifest and deletes exactly the versions it holds (a row rewritten
-//! meanwhile keeps its newer version). A crash before that batch leaves an
-//! unlisted file that no read ever opens and cleanup removes; after it,
-//! the rows are in exactly one place.
-//!
-//! Reads merge the tiers: hot versions always win (they are newer than
-//! anything flushed), among files the newest `_seq` per key wins, and
-//! tombstones hide what they delete. Filters are pushed into the Parquet
-//! scan only when that cannot expose an older version: key lookups and
-//! `_seq >` ranges always, other filters when the partition's files have
-//! disjoint key ranges (append-mostly tables, and every table after
-//! compaction).
+//! A read of a partition's files keeps, per key, the newest version among
+//! them. Filters are pushed into the Parquet scan only when that cannot
+//! expose an older version: key lookups and `_seq >` ranges always, other
+//! filters when the partition's files have disjoint key ranges
+//! (append-mostly tables, and every table after compaction).
 
-pub mod files;
-pub mod location;
-pub mod manifest;
-pub mod retire;
+pub(crate) mod files;
+pub(crate) mod location;
+pub(crate) mod manifest;
+pub(crate) mod retire;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -37,12 +28,11 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use tokio::sync::mpsc;
 
 use crate::error::{EngineError, Result};
-use crate::storage::WriteOp;
+use crate::storage::{Storage, WriteOp};
 use crate::table::def::DELETED_COLUMN;
 use crate::table::keys::Scope;
-use crate::table::registry::TableRegistry;
 use crate::table::row::StoredRow;
-use crate::table::{TableDef, TableKind};
+use crate::table::{TableDef, TableId};
 use files::SystemPositions;
 use location::Locations;
 use manifest::ColdFile;
@@ -50,8 +40,8 @@ use manifest::ColdFile;
 /// A request from a commit for a flush of one partition (its row count
 /// crossed the table's `FLUSH POLICY ROWS`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FlushRequest {
-    pub table_id: String,
+pub(crate) struct FlushRequest {
+    pub table_id: TableId,
     pub scope: Scope,
 }
 
@@ -81,7 +71,8 @@ impl Default for ColdConfig {
 
 /// Locations, the runtime whose object-store registry knows them, and the
 /// channel commits use to ask for flushes.
-pub struct ColdTier {
+pub(crate) struct ColdTier {
+    storage: Arc<Storage>,
     pub locations: Locations,
     pub runtime: Arc<RuntimeEnv>,
     pub config: ColdConfig,
@@ -105,7 +96,7 @@ impl std::fmt::Debug for ColdTier {
 
 /// Which filter a cold read may push into the Parquet scan.
 #[derive(Clone)]
-pub enum ColdFilter {
+pub(crate) enum ColdFilter {
     None,
     /// Safe whatever the files hold (key lookups, `_seq >`); the keys, if
     /// given, also skip files whose key range holds none of them.
@@ -115,28 +106,34 @@ pub enum ColdFilter {
 }
 
 impl ColdTier {
-    pub fn new(
+    /// The cold tier of `storage`'s manifest, with the files a previous
+    /// run retired but had not deleted yet queued for deletion.
+    pub(crate) fn new(
+        storage: Arc<Storage>,
         runtime: Arc<RuntimeEnv>,
         config: ColdConfig,
-    ) -> (ColdTier, mpsc::UnboundedReceiver<FlushRequest>) {
+    ) -> Result<(ColdTier, mpsc::UnboundedReceiver<FlushRequest>)> {
         let (requests, receiver) = mpsc::unbounded_channel();
         let task = Arc::new(TaskContext::default().with_runtime(runtime.clone()));
-        (
+        let retired = retire::Retired::default();
+        retired.restore(retire::recorded(&storage)?);
+        Ok((
             ColdTier {
+                storage,
                 locations: Locations::default(),
                 runtime,
                 config,
                 requests,
                 task,
                 readers: Arc::new(retire::Readers::default()),
-                retired: retire::Retired::default(),
+                retired,
             },
             receiver,
-        )
+        ))
     }
 
     /// Opens a storage location and registers it with DataFusion.
-    pub fn open_location(
+    pub(crate) fn open_location(
         &self,
         location: &kalamdb_model::StorageLocation,
     ) -> Result<Arc<location::ColdStore>> {
@@ -147,12 +144,16 @@ impl ColdTier {
     }
 
     /// A task context for reads outside a query.
-    pub fn task(&self) -> Arc<TaskContext> {
+    pub(crate) fn task(&self) -> Arc<TaskContext> {
         self.task.clone()
     }
 
     /// The flush policy in force: the table's, else the configured default.
-    pub fn policy(&self, def: &TableDef) -> (Option<u64>, Option<u64>) {
+    /// `(None, None)` for a kind whose rows never move to Parquet.
+    pub(crate) fn policy(&self, def: &TableDef) -> (Option<u64>, Option<u64>) {
+        if !def.rules().flushes() {
+            return (None, None);
+        }
         let policy = &def.flush_policy;
         if policy.rows.is_none() && policy.interval_secs.is_none() {
             (
@@ -173,7 +174,7 @@ impl ColdTier {
 }
 
 /// How a query reads a partition's Parquet files.
-pub enum ColdPlan {
+pub(crate) enum ColdPlan {
     /// The partition has no files (that can hold the wanted keys).
     NoFiles,
     /// Stream this plan: no merge needed.
@@ -182,28 +183,7 @@ pub enum ColdPlan {
     Merge,
 }
 
-/// What one partition's flush did.
-#[derive(Debug, Default, Clone)]
-pub struct PartitionFlush {
-    pub rows: u64,
-    pub bytes: u64,
-    pub files: u64,
-    /// Bytes held in memory while encoding.
-    pub memory: usize,
-}
-
-/// What one partition's compaction did.
-#[derive(Debug, Default, Clone)]
-pub struct PartitionCompaction {
-    pub files_before: u64,
-    pub files_after: u64,
-    pub rows_before: u64,
-    pub rows_after: u64,
-    pub bytes: u64,
-    pub memory: usize,
-}
-
-impl TableRegistry {
+impl ColdTier {
     /// Parquet rows of a partition that are the visible version of their key:
     /// not shadowed by a hot version (`hot_keys`), the newest among files,
     /// and (unless `keep_tombstones`) not deleted. Call after reading the hot
@@ -211,7 +191,7 @@ impl TableRegistry {
     /// version, dropped by the caller's hot-key check), never zero times.
     /// Returns batches of `columns` followed by any of key, `_seq` and
     /// `_deleted` the caller did not ask for.
-    pub async fn cold_rows(
+    pub(crate) async fn cold_rows(
         &self,
         def: &TableDef,
         scope: &Scope,
@@ -233,7 +213,7 @@ impl TableRegistry {
         };
         // Files listed here stay on disk until this statement ends (see
         // `retire`), so a concurrent compaction never pulls one away.
-        let batches = files::scan(def, &files, &columns, predicate, self.cold.task()).await?;
+        let batches = files::scan(def, &files, &columns, predicate, self.task()).await?;
         visible(
             batches,
             &positions,
@@ -245,13 +225,13 @@ impl TableRegistry {
 
     /// The partition's files a read with `filter` must open: all, or for a
     /// key lookup those whose key range can hold one of the keys.
-    fn files_for(
+    pub(crate) fn files_for(
         &self,
-        table_id: &str,
+        table_id: &TableId,
         scope: &Scope,
         filter: &ColdFilter,
     ) -> Result<Vec<ColdFile>> {
-        let mut files = manifest::files(self.storage(), table_id, scope)?;
+        let mut files = manifest::files(&self.storage, table_id, scope)?;
         if let ColdFilter::Always(_, Some(keys)) = filter {
             files.retain(|f| {
                 keys.iter()
@@ -265,7 +245,7 @@ impl TableRegistry {
     /// needed: the partition has no hot versions (the caller checked), its
     /// files have disjoint key ranges and live in one location. Tombstones
     /// are filtered out and the output has exactly `projection`'s columns.
-    pub fn cold_plan(
+    pub(crate) fn cold_plan(
         &self,
         def: &TableDef,
         scope: &Scope,
@@ -296,7 +276,7 @@ impl TableRegistry {
             }
         };
         let refs: Vec<&ColdFile> = files.iter().collect();
-        let task = self.cold.task();
+        let task = self.task();
         let scan = files::scan_plan(def, &location, &refs, &columns, predicate, &task)?;
         let live = not(Arc::new(Column::new(DELETED_COLUMN, deleted)))?;
         let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(live, scan)?);
@@ -316,173 +296,20 @@ impl TableRegistry {
         )?)))
     }
 
-    /// The current version (live or tombstone) of each key, from either tier.
-    pub async fn current_rows(
-        &self,
-        def: &TableDef,
-        scope: &Scope,
-        pks: &[Vec<u8>],
-    ) -> Result<Vec<Option<StoredRow>>> {
-        let mut rows = self.get_rows(def, scope, pks)?;
-        let missing: Vec<Vec<u8>> = pks
-            .iter()
-            .zip(&rows)
-            .filter(|(_, r)| r.is_none())
-            .map(|(pk, _)| pk.clone())
-            .collect();
-        if missing.is_empty() {
-            return Ok(rows);
-        }
-        let candidates = ColdFilter::Always(files::always_true(), Some(missing.clone()));
-        if self
-            .files_for(&def.table_id(), scope, &candidates)?
-            .is_empty()
-        {
-            return Ok(rows);
-        }
-        let all: Vec<usize> = (0..def.arrow_schema().fields().len()).collect();
-        let predicate = files::key_predicate(def, &missing)?;
-        let batches = self
-            .cold_rows(
-                def,
-                scope,
-                &HashSet::new(),
-                all,
-                ColdFilter::Always(predicate, Some(missing)),
-                true,
-            )
-            .await?;
-        let mut found: HashMap<Vec<u8>, StoredRow> = HashMap::new();
-        for batch in &batches {
-            let keys = files::encoded_keys(batch.column(def.primary_key))?;
-            for (key, row) in keys.into_iter().zip(files::batch_to_rows(def, batch)?) {
-                found.insert(key, row);
-            }
-        }
-        for (pk, row) in pks.iter().zip(rows.iter_mut()) {
-            if row.is_none() {
-                *row = found.remove(pk);
-            }
-        }
-        Ok(rows)
-    }
-
-    /// The newest version of every key of a partition changed after `from`
-    /// (tombstones included), from both tiers, in `_seq` order.
-    pub async fn versions_since(
-        &self,
-        def: &TableDef,
-        scope: &Scope,
-        from: i64,
-    ) -> Result<Vec<StoredRow>> {
-        let hot = self.scan_keyed(def, scope)?;
-        let hot_keys: HashSet<Vec<u8>> = hot.iter().map(|(k, _)| k.clone()).collect();
-        let all: Vec<usize> = (0..def.arrow_schema().fields().len()).collect();
-        let batches = self
-            .cold_rows(
-                def,
-                scope,
-                &hot_keys,
-                all,
-                ColdFilter::Always(files::seq_after(def, from)?, None),
-                true,
-            )
-            .await?;
-        let mut versions: Vec<StoredRow> = hot
-            .into_iter()
-            .map(|(_, row)| row)
-            .filter(|r| r.seq > from)
-            .collect();
-        for batch in &batches {
-            versions.extend(files::batch_to_rows(def, batch)?);
-        }
-        versions.sort_by_key(|r| r.seq);
-        Ok(versions)
-    }
-
-    /// Moves one partition's hot versions to a new Parquet file.
-    pub async fn flush_partition(&self, def: &TableDef, scope: &Scope) -> Result<PartitionFlush> {
-        let table_id = def.table_id();
-        let (rows, counted) = {
-            let _guard = self.lock_partition(def, scope).await;
-            (
-                self.scan_raw(def, scope)?,
-                manifest::counter(self.storage(), &table_id, scope)?,
-            )
-        };
-        let mut outcome = PartitionFlush::default();
-        if !rows.is_empty() {
-            let decoded: Vec<StoredRow> = rows
-                .iter()
-                .map(|raw| StoredRow::decode(&raw.value))
-                .collect::<Result<_>>()?;
-            let keys = (rows[0].pk.as_slice(), rows[rows.len() - 1].pk.as_slice());
-            let (file, memory) = self.write_file(def, scope, decoded, keys).await?;
-            outcome = PartitionFlush {
-                rows: file.rows,
-                bytes: file.bytes,
-                files: 1,
-                memory,
-            };
-            let family = def.column_family();
-            let _guard = self.lock_partition(def, scope).await;
-            let mut ops = vec![manifest::add_op(&table_id, scope, &file)?];
-            let now_count = manifest::counter(self.storage(), &table_id, scope)?;
-            if now_count == counted {
-                // Nothing was written to the partition since the snapshot
-                // (every write bumps the counter under this lock), so the
-                // hot partition is exactly what was flushed: one range
-                // tombstone instead of one per row, which later scans of
-                // the partition would have to step over.
-                ops.push(WriteOp::DeleteRange {
-                    cf: family.clone(),
-                    from: scope.prefix(),
-                    to: scope.end_key(),
-                });
-            } else {
-                let keys: Vec<&[u8]> = rows.iter().map(|raw| raw.key.as_slice()).collect();
-                let current = self.storage().multi_get(&family, &keys)?;
-                for (raw, current) in rows.iter().zip(current) {
-                    // Only the version that was flushed: a newer one stays hot.
-                    if current.as_deref() == Some(raw.value.as_slice()) {
-                        ops.push(WriteOp::Delete {
-                            cf: family.clone(),
-                            key: raw.key.clone(),
-                        });
-                    }
-                }
-            }
-            ops.push(manifest::counter_op(
-                &table_id,
-                scope,
-                now_count.saturating_sub(counted),
-            ));
-            self.storage().write(ops)?;
-        } else if counted > 0 {
-            let _guard = self.lock_partition(def, scope).await;
-            let now_count = manifest::counter(self.storage(), &table_id, scope)?;
-            self.storage().write(vec![manifest::counter_op(
-                &table_id,
-                scope,
-                now_count.saturating_sub(counted),
-            )])?;
-        }
-        Ok(outcome)
-    }
-
     /// Encodes `rows` (sorted by key; `keys` their first and last primary
     /// key) as a new Parquet file of the partition and writes it durably.
     /// Returns its manifest entry (not yet recorded) and the bytes held in
     /// memory while encoding.
-    async fn write_file(
+    pub(crate) async fn write_file(
         &self,
         def: &TableDef,
         scope: &Scope,
         rows: Vec<StoredRow>,
         keys: (&[u8], &[u8]),
+        file_id: i64,
     ) -> Result<(ColdFile, usize)> {
-        let store = self.cold.locations.get(&def.storage_location)?;
-        let name = format!("batch-{}.parquet", self.snowflake_id());
+        let store = self.locations.get(&def.storage_location)?;
+        let name = format!("batch-{file_id}.parquet");
         let directory = store.directory(&def.namespace, &def.name, scope);
         let path = format!("{directory}/{name}");
         let encode_def = def.clone();
@@ -497,89 +324,25 @@ impl TableRegistry {
         Ok((file, memory))
     }
 
-    /// Rewrites a partition's files as one: the newest version of each key,
-    /// without tombstones older than the table's deleted retention.
-    pub async fn compact_partition(
-        &self,
-        def: &TableDef,
-        scope: &Scope,
-    ) -> Result<PartitionCompaction> {
-        let table_id = def.table_id();
-        let old_files = manifest::files(self.storage(), &table_id, scope)?;
-        let cutoff = kalamdb_model::Timestamp::now().0
-            - i64::from(def.deleted_retention_hours) * 3_600_000_000;
-        let expired = old_files
-            .iter()
-            .any(|f| f.oldest_tombstone.is_some_and(|t| t <= cutoff));
-        if old_files.len() < 2 && !expired {
-            return Ok(PartitionCompaction {
-                files_before: old_files.len() as u64,
-                files_after: old_files.len() as u64,
-                ..Default::default()
-            });
-        }
-        let all: Vec<usize> = (0..def.arrow_schema().fields().len()).collect();
-        let batches = files::scan(def, &old_files, &all, None, self.cold.task()).await?;
-        let positions = SystemPositions {
-            key: def.primary_key,
-            seq: def.user_column_count(),
-            deleted: def.user_column_count() + 2,
-        };
-        let newest = visible(batches, &positions, &HashSet::new(), false, true)?;
-        let mut rows: Vec<(Vec<u8>, StoredRow)> = Vec::new();
-        for batch in &newest {
-            let keys = files::encoded_keys(batch.column(def.primary_key))?;
-            rows.extend(keys.into_iter().zip(files::batch_to_rows(def, batch)?));
-        }
-        let rows_before: u64 = old_files.iter().map(|f| f.rows).sum();
-        rows.retain(|(_, r)| !(r.deleted && r.updated <= cutoff));
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut ops = Vec::new();
-        let mut outcome = PartitionCompaction {
-            files_before: old_files.len() as u64,
-            rows_before,
-            rows_after: rows.len() as u64,
-            ..Default::default()
-        };
-        if !rows.is_empty() {
-            let (keys, decoded): (Vec<Vec<u8>>, Vec<StoredRow>) = rows.into_iter().unzip();
-            let range = (keys[0].as_slice(), keys[keys.len() - 1].as_slice());
-            let (file, memory) = self.write_file(def, scope, decoded, range).await?;
-            outcome.bytes = file.bytes;
-            outcome.memory = memory;
-            outcome.files_after = 1;
-            ops.push(manifest::add_op(&table_id, scope, &file)?);
-        }
-        for file in &old_files {
-            ops.push(manifest::remove_op(&table_id, scope, &file.name));
-        }
-        ops.extend(retire::record_ops(&old_files));
-        self.storage().write(ops)?;
-        // Statements that listed the old files may still read them: they
-        // are deleted by `sweep_retired` once those statements end.
-        self.cold.retired.add(&self.cold.readers, &old_files);
-        Ok(outcome)
-    }
-
     /// Removes files below a table's directory that no manifest of any
     /// table lists and that are not retired (left by a crash between
     /// writing a file and recording it), and temporary files. Several
     /// tables may share a directory (a storage template without
     /// `${namespace}`), so a file is only an orphan when nobody lists it.
-    pub async fn remove_orphans(&self, def: &TableDef) -> Result<u64> {
-        let store = self.cold.locations.get(&def.storage_location)?;
+    pub(crate) async fn remove_orphans(&self, def: &TableDef) -> Result<u64> {
+        let store = self.locations.get(&def.storage_location)?;
         let Some(directory) = store.table_directory(&def.namespace, &def.name) else {
             return Ok(0);
         };
         let found = store.list(&directory).await?;
         // Listed after the directory: a file recorded meanwhile is kept.
-        let mut listed: HashSet<String> = manifest::every_file(self.storage())?
+        let mut listed: HashSet<String> = manifest::every_file(&self.storage)?
             .into_iter()
             .filter(|f| f.location == store.name)
             .map(|f| f.path)
             .collect();
         listed.extend(
-            retire::recorded(self.storage())?
+            retire::recorded(&self.storage)?
                 .into_iter()
                 .filter(|f| f.location == store.name)
                 .map(|f| f.path),
@@ -590,7 +353,7 @@ impl TableRegistry {
         for (path, _) in found {
             let name = path.rsplit('/').next().unwrap_or_default();
             let ours = name.starts_with("batch-") || name.starts_with(".batch-");
-            if !ours || listed.contains(&path) || self.cold.retired.contains(&store.name, &path) {
+            if !ours || listed.contains(&path) || self.retired.contains(&store.name, &path) {
                 continue;
             }
             let written = name
@@ -611,15 +374,15 @@ impl TableRegistry {
 
     /// Deletes retired files that no running statement can still read, and
     /// forgets them. Returns how many were deleted.
-    pub async fn sweep_retired(&self) -> Result<usize> {
-        let due = self.cold.retired.take_due(&self.cold.readers);
+    pub(crate) async fn sweep_retired(&self) -> Result<usize> {
+        let due = self.retired.take_due(&self.readers);
         if due.is_empty() {
             return Ok(0);
         }
         let mut failed = Vec::new();
         let mut ops = Vec::new();
         for file in due {
-            let deleted = match self.cold.locations.get(&file.location) {
+            let deleted = match self.locations.get(&file.location) {
                 Ok(store) => match store.delete(&file.path).await {
                     Ok(()) => {
                         store.prune_empty_dirs(&file.path);
@@ -640,9 +403,9 @@ impl TableRegistry {
             }
         }
         let count = ops.len();
-        self.cold.retired.put_back(failed);
+        self.retired.put_back(failed);
         if !ops.is_empty() {
-            self.storage().write(ops)?;
+            self.storage.write(ops)?;
         }
         Ok(count)
     }
@@ -650,12 +413,15 @@ impl TableRegistry {
     /// The write-batch operations forgetting a dropped table's manifest
     /// and counters and retiring its files (exactly those its manifest
     /// lists: never a directory, which another table may share).
-    pub(crate) fn drop_cold_ops(&self, table_id: &str) -> Result<(Vec<WriteOp>, Vec<ColdFile>)> {
-        let files: Vec<ColdFile> = manifest::all_files(self.storage(), table_id)?
+    pub(crate) fn drop_cold_ops(
+        &self,
+        table_id: &TableId,
+    ) -> Result<(Vec<WriteOp>, Vec<ColdFile>)> {
+        let files: Vec<ColdFile> = manifest::all_files(&self.storage, table_id)?
             .into_iter()
             .flat_map(|(_, files)| files)
             .collect();
-        let mut ops = manifest::drop_ops(self.storage(), table_id)?;
+        let mut ops = manifest::drop_ops(&self.storage, table_id)?;
         ops.extend(retire::record_ops(&files));
         Ok((ops, files))
     }
@@ -663,54 +429,38 @@ impl TableRegistry {
     /// Hands a dropped table's files (already recorded as retired) to the
     /// sweeper, which deletes them once no running statement reads them.
     pub(crate) fn remove_dropped_files(self: &Arc<Self>, files: &[ColdFile]) {
-        self.cold.retired.add(&self.cold.readers, files);
-        let registry = self.clone();
+        self.retired.add(&self.readers, files);
+        let cold = self.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                if let Err(e) = registry.sweep_retired().await {
+                if let Err(e) = cold.sweep_retired().await {
                     tracing::warn!("cannot remove files of a dropped table: {e}");
                 }
             });
         }
     }
 
-    /// Partitions of a table with unflushed rows.
-    pub fn pending_partitions(&self, def: &TableDef) -> Result<Vec<Scope>> {
-        Ok(manifest::pending(self.storage(), &def.table_id())?
-            .into_iter()
-            .map(|(scope, _)| scope)
-            .collect())
-    }
-
     /// Partitions of a table holding Parquet files.
-    pub fn cold_partitions(&self, def: &TableDef) -> Result<Vec<(Scope, Vec<ColdFile>)>> {
-        manifest::all_files(self.storage(), &def.table_id())
+    pub(crate) fn cold_partitions(&self, def: &TableDef) -> Result<Vec<(Scope, Vec<ColdFile>)>> {
+        manifest::all_files(&self.storage, &def.table_id())
     }
 
     /// True when a partition has enough small files to compact.
-    pub fn needs_compaction(&self, def: &TableDef, scope: &Scope) -> Result<bool> {
-        let min = self.cold.config.compact_min_files;
+    pub(crate) fn needs_compaction(&self, def: &TableDef, scope: &Scope) -> Result<bool> {
+        let min = self.config.compact_min_files;
         if min == 0 {
             return Ok(false);
         }
-        let small = manifest::files(self.storage(), &def.table_id(), scope)?
+        let small = manifest::files(&self.storage, &def.table_id(), scope)?
             .iter()
-            .filter(|f| f.bytes < self.cold.config.small_file_bytes)
+            .filter(|f| f.bytes < self.config.small_file_bytes)
             .count();
         Ok(small >= min)
     }
-
-    /// The scope a partition of `def` is addressed by in job parameters.
-    pub fn scope_label(def: &TableDef, scope: &Scope) -> String {
-        match (def.kind, scope) {
-            (TableKind::User, Scope::User(id)) => format!("user:{id}"),
-            _ => "shared".into(),
-        }
-    }
 }
 
-/// Keeps the visible version of each key (see [`TableRegistry::cold_rows`]).
-fn visible(
+/// Keeps the visible version of each key (see [`ColdTier::cold_rows`]).
+pub(crate) fn visible(
     batches: Vec<RecordBatch>,
     positions: &SystemPositions,
     hot_keys: &HashSet<Vec<u8>>,

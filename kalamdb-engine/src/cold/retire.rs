@@ -20,29 +20,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use super::manifest::ColdFile;
+use crate::keyspace::{Keyspace, Trash};
 use crate::storage::WriteOp;
-
-/// Where retired files are recorded: `trash\0{location}\0{path}` in the
-/// manifest's column family.
-const PREFIX: &[u8] = b"trash\0";
-const CF: &str = "default";
 
 /// Statements that may be reading Parquet files.
 #[derive(Debug, Default)]
-pub struct Readers {
+pub(crate) struct Readers {
     next: AtomicU64,
     active: Mutex<BTreeMap<u64, usize>>,
 }
 
 /// Held while a statement may read files; released on drop.
 #[derive(Debug)]
-pub struct ReadLease {
+pub(crate) struct ReadLease {
     readers: Arc<Readers>,
     number: u64,
 }
 
 impl Readers {
-    pub fn enter(self: &Arc<Self>) -> ReadLease {
+    pub(crate) fn enter(self: &Arc<Self>) -> ReadLease {
         let mut active = self.active.lock();
         let number = self.next.fetch_add(1, Ordering::SeqCst);
         *active.entry(number).or_default() += 1;
@@ -80,13 +76,13 @@ impl Drop for ReadLease {
 /// the session's config, so table providers and sinks find it) and
 /// released when the statement's session is dropped.
 #[derive(Debug)]
-pub struct StatementLease {
+pub(crate) struct StatementLease {
     readers: Arc<Readers>,
     lease: Mutex<Option<ReadLease>>,
 }
 
 impl StatementLease {
-    pub fn new(readers: Arc<Readers>) -> Self {
+    pub(crate) fn new(readers: Arc<Readers>) -> Self {
         StatementLease {
             readers,
             lease: Mutex::new(None),
@@ -94,7 +90,7 @@ impl StatementLease {
     }
 
     /// Takes the lease unless already held. Call before listing files.
-    pub fn hold(&self) {
+    pub(crate) fn hold(&self) {
         let mut lease = self.lease.lock();
         if lease.is_none() {
             *lease = Some(self.readers.enter());
@@ -104,7 +100,7 @@ impl StatementLease {
 
 /// Takes the lease of the statement running with `config`, if it has one
 /// (statements run by `Engine::execute` do).
-pub fn hold_lease(config: &datafusion::execution::config::SessionConfig) {
+pub(crate) fn hold_lease(config: &datafusion::execution::config::SessionConfig) {
     if let Some(lease) = config.get_extension::<StatementLease>() {
         lease.hold();
     }
@@ -112,61 +108,45 @@ pub fn hold_lease(config: &datafusion::execution::config::SessionConfig) {
 
 /// One file waiting for its readers to finish.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RetiredFile {
+pub(crate) struct RetiredFile {
     /// Leases below this number may still read the file.
     watermark: u64,
     pub location: String,
     pub path: String,
 }
 
-impl RetiredFile {
-    /// Its key in RocksDB.
-    pub fn key(&self) -> Vec<u8> {
-        key(&self.location, &self.path)
-    }
-}
-
-fn key(location: &str, path: &str) -> Vec<u8> {
-    let mut key = PREFIX.to_vec();
-    key.extend_from_slice(location.as_bytes());
-    key.push(0);
-    key.extend_from_slice(path.as_bytes());
-    key
-}
-
-/// The write-batch operations recording `files` as retired.
-pub fn record_ops(files: &[ColdFile]) -> Vec<WriteOp> {
+/// The write-batch operations recording `files` as retired (the [`Trash`]
+/// keyspace).
+pub(crate) fn record_ops(files: &[ColdFile]) -> Vec<WriteOp> {
     files
         .iter()
         .map(|f| WriteOp::Put {
-            cf: CF.into(),
-            key: key(&f.location, &f.path),
+            cf: Trash.family().to_string(),
+            key: Trash.key((&f.location, &f.path)),
             value: Vec::new(),
         })
         .collect()
 }
 
 /// The operation forgetting a retired file once it is deleted.
-pub fn forget_op(file: &RetiredFile) -> WriteOp {
-    WriteOp::Delete {
-        cf: CF.into(),
-        key: file.key(),
-    }
+pub(crate) fn forget_op(file: &RetiredFile) -> WriteOp {
+    Trash.delete_op((&file.location, &file.path))
 }
 
 /// Retired files recorded in RocksDB (left by a previous run): deletable
 /// at once, since no statement of this run listed them.
-pub fn recorded(storage: &crate::storage::Storage) -> crate::error::Result<Vec<RetiredFile>> {
-    Ok(storage
-        .scan_prefix(CF, PREFIX)?
+pub(crate) fn recorded(
+    storage: &crate::storage::Storage,
+) -> crate::error::Result<Vec<RetiredFile>> {
+    Ok(Trash
+        .scan(storage, Trash.prefix())?
         .into_iter()
-        .filter_map(|(key, _)| {
-            let rest = std::str::from_utf8(&key[PREFIX.len()..]).ok()?;
-            let (location, path) = rest.split_once('\0')?;
+        .filter_map(|(key, ())| {
+            let (location, path) = Trash.parse_key(&key)?;
             Some(RetiredFile {
                 watermark: 0,
-                location: location.to_string(),
-                path: path.to_string(),
+                location,
+                path,
             })
         })
         .collect())
@@ -174,13 +154,13 @@ pub fn recorded(storage: &crate::storage::Storage) -> crate::error::Result<Vec<R
 
 /// Retired files in memory, waiting for their readers.
 #[derive(Debug, Default)]
-pub struct Retired {
+pub(crate) struct Retired {
     files: Mutex<Vec<RetiredFile>>,
 }
 
 impl Retired {
     /// Adds files retired now (their retirement is already committed).
-    pub fn add(&self, readers: &Readers, files: &[ColdFile]) {
+    pub(crate) fn add(&self, readers: &Readers, files: &[ColdFile]) {
         let watermark = readers.watermark();
         self.files.lock().extend(files.iter().map(|f| RetiredFile {
             watermark,
@@ -190,12 +170,12 @@ impl Retired {
     }
 
     /// Adds files recorded by a previous run.
-    pub fn restore(&self, files: Vec<RetiredFile>) {
+    pub(crate) fn restore(&self, files: Vec<RetiredFile>) {
         self.files.lock().extend(files);
     }
 
     /// Takes the files no statement can still read.
-    pub fn take_due(&self, readers: &Readers) -> Vec<RetiredFile> {
+    pub(crate) fn take_due(&self, readers: &Readers) -> Vec<RetiredFile> {
         let oldest = readers.oldest();
         let mut files = self.files.lock();
         let (due, waiting): (Vec<_>, Vec<_>) = files
@@ -206,12 +186,12 @@ impl Retired {
     }
 
     /// Puts back files whose deletion failed, to try again later.
-    pub fn put_back(&self, files: Vec<RetiredFile>) {
+    pub(crate) fn put_back(&self, files: Vec<RetiredFile>) {
         self.files.lock().extend(files);
     }
 
     /// True when `location`/`path` is retired and not yet deleted.
-    pub fn contains(&self, location: &str, path: &str) -> bool {
+    pub(crate) fn contains(&self, location: &str, path: &str) -> bool {
         self.files
             .lock()
             .iter()

@@ -26,12 +26,12 @@ use super::parser::{KalamStatement, split_batch, table_ref};
 use super::result::StatementResult;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
+use crate::hot::RowWrite;
+use crate::provider::{InsertColumns, check_not_null, check_write, scope_for};
 use crate::session::Caller;
 use crate::table::TableDef;
 use crate::table::def::DefaultValue;
 use crate::table::keys::encode_pk;
-use crate::table::provider::{InsertColumns, check_not_null, check_write, scope_for};
-use crate::table::registry::RowWrite;
 use crate::table::row::array_to_cells;
 
 fn system_column_error(column: &str) -> EngineError {
@@ -262,7 +262,7 @@ impl Engine {
         let plan = state.statement_to_plan(statement).await?;
         // The SELECT's scan holds the statement's read lease, which also
         // covers `current_rows` below.
-        let _guard = self.tables.lock_partition(def, &scope).await;
+        let _guard = self.tables.hot().lock_partition(def, &scope).await;
         let (_, batches) = collect_plan(state, plan, params).await?;
         let key = def.key_column();
         let mut writes = Vec::new();
@@ -272,7 +272,7 @@ impl Engine {
                 .iter()
                 .map(|k| encode_pk(key.ty, k))
                 .collect::<Result<_>>()?;
-            let current = self.tables.current_rows(def, &scope, &pks).await?;
+            let current = self.tables.tiers.current_rows(def, &scope, &pks).await?;
             for (row, (pk, old)) in pks.into_iter().zip(current).enumerate() {
                 let Some(old) = old.filter(|o| !o.deleted) else {
                     continue;

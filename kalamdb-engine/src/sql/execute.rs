@@ -20,14 +20,15 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 
-use super::functions::CurrentUserUdf;
 use super::parser::{KalamStatement, StatementSource, split_batch};
 pub use super::result::{ResultColumn, StatementResult};
 use crate::cold::retire::StatementLease;
 use crate::engine::{Engine, Limits};
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, ObjectKind, Result};
+use crate::functions::CurrentUserUdf;
 use crate::json::sql_type_name;
 use crate::session::Caller;
+use crate::table::TableId;
 use kalamdb_model::{JobKind, Role};
 
 /// A batch of statements as a client sends it.
@@ -153,13 +154,11 @@ impl Engine {
         state
             .config_mut()
             .set_extension(Arc::new(StatementLease::new(
-                self.tables.cold.readers.clone(),
+                self.tables.cold().readers.clone(),
             )));
         if let Some(namespace) = namespace {
             if self.stores.namespaces.get(namespace)?.is_none() {
-                return Err(EngineError::NotFound(format!(
-                    "namespace {namespace} does not exist"
-                )));
+                return Err(EngineError::not_found(ObjectKind::Namespace, namespace));
             }
             state.config_mut().options_mut().catalog.default_schema = namespace.to_string();
         }
@@ -215,13 +214,13 @@ impl Engine {
             }
             KalamStatement::DescribeTable { name, history: true } => {
                 let ns = self.resolve_namespace(&name, namespace)?;
-                let table_id = format!("{ns}.{}", name.name);
-                if self.tables.get(&ns, &name.name).is_none() {
+                let table_id = TableId::new(&ns, &name.name);
+                if self.tables.by_id(&table_id).is_none() {
                     return Err(super::tables::table_not_found(&table_id));
                 }
                 let sql = format!(
                     "SELECT version, created_at, changes, arrow_schema FROM system.table_schemas WHERE table_id = '{}' ORDER BY version",
-                    table_id.replace('\'', "''")
+                    table_id.to_string().replace('\'', "''")
                 );
                 self.run_query(state, &sql).await
             }
@@ -298,7 +297,7 @@ impl Engine {
         }
         let target = self
             .user_by_name(user_id)?
-            .ok_or_else(|| EngineError::NotFound(format!("user {user_id} does not exist")))?;
+            .ok_or_else(|| EngineError::not_found(ObjectKind::User, user_id))?;
         if target.role > caller.role {
             return Err(EngineError::PermissionDenied(format!(
                 "user {} with role {} cannot act as user {} with role {}",
@@ -383,19 +382,22 @@ pub(crate) fn check_tables_exist(state: &SessionState, statement: &DFStatement) 
         let namespace = reference.schema().unwrap_or(&default_schema).to_string();
         let schema = state.schema_for_ref(reference.clone()).map_err(|_| {
             if reference.schema().is_none() {
-                EngineError::NotFound(format!(
-                    "table {} does not exist; qualify it as namespace.{} or set \"namespace\" in the request",
+                EngineError::not_found_hint(
+                    ObjectKind::Table,
                     reference.table(),
-                    reference.table()
-                ))
+                    format!(
+                        "qualify it as namespace.{} or set \"namespace\" in the request",
+                        reference.table()
+                    ),
+                )
             } else {
                 super::namespaces::namespace_not_found(&namespace)
             }
         })?;
         if !schema.table_exist(reference.table()) {
-            return Err(EngineError::NotFound(format!(
-                "table {namespace}.{} does not exist",
-                reference.table()
+            return Err(super::tables::table_not_found(&TableId::new(
+                namespace,
+                reference.table(),
             )));
         }
     }
@@ -444,7 +446,7 @@ pub(crate) async fn collect_plan(
 /// side has no columns — and compares every pair in calls that do not yield
 /// to the statement timeout: `SELECT count(*) FROM t a, t b, …` would take
 /// the server's memory, or its CPU past any timeout.
-pub const MAX_JOIN_PAIRS: usize = 100_000_000;
+pub(crate) const MAX_JOIN_PAIRS: usize = 100_000_000;
 
 /// Refuses a plan with a cross or nested-loop join whose sides' estimated
 /// rows multiply past [`MAX_JOIN_PAIRS`], or whose size is unknown (unless

@@ -5,8 +5,9 @@ use kalamdb_model::{Namespace, Table, Timestamp};
 use super::result::StatementResult;
 use crate::catalog::RESERVED_NAMESPACES;
 use crate::engine::Engine;
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, ObjectKind, Result};
 use crate::session::Caller;
+use crate::table::TableId;
 
 /// Fails unless the caller may change the catalog.
 pub(crate) fn require_admin(caller: &Caller, action: &str) -> Result<()> {
@@ -38,12 +39,10 @@ impl Engine {
             if if_not_exists {
                 return Ok(StatementResult::message(
                     0,
-                    format!("namespace {name} already exists"),
+                    EngineError::already_exists(ObjectKind::Namespace, name).to_string(),
                 ));
             }
-            return Err(EngineError::AlreadyExists(format!(
-                "namespace {name} already exists"
-            )));
+            return Err(EngineError::already_exists(ObjectKind::Namespace, name));
         }
         self.stores.namespaces.put(&Namespace {
             namespace_id: name.to_string(),
@@ -96,7 +95,7 @@ impl Engine {
             if if_exists {
                 return Ok(StatementResult::message(
                     0,
-                    format!("namespace {name} does not exist"),
+                    EngineError::not_found(ObjectKind::Namespace, name).to_string(),
                 ));
             }
             return Err(namespace_not_found(name));
@@ -155,19 +154,22 @@ impl Engine {
             }
         }
         ops.push(self.stores.tables.delete_op(&table.table_id));
-        let (cold_ops, files) = self.tables.drop_cold_ops(&table.table_id)?;
+        let table_id = TableId::of(table);
+        let (cold_ops, files) = self.tables.drop_ops(&table_id)?;
         ops.extend(cold_ops);
         self.stores.storage.write(ops)?;
-        self.end_subscriptions_on(&table.table_id);
-        self.tables.remove_dropped_files(&files);
-        self.tables.forget(&table.table_id);
+        self.end_subscriptions_on(&table_id);
+        self.tables.cold().remove_dropped_files(&files);
+        self.tables.forget(&table_id);
         self.stores.storage.drop_cf(&family)?;
         Ok(())
     }
 }
 
 pub(crate) fn namespace_not_found(name: &str) -> EngineError {
-    EngineError::NotFound(format!(
-        "namespace {name} does not exist; create it with CREATE NAMESPACE {name}"
-    ))
+    EngineError::not_found_hint(
+        ObjectKind::Namespace,
+        name,
+        format!("create it with CREATE NAMESPACE {name}"),
+    )
 }

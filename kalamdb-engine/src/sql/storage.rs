@@ -8,11 +8,11 @@ use serde_json::json;
 use super::namespaces::require_admin;
 use super::parser::{CreateStorage, TableRef};
 use super::result::{ResultColumn, StatementResult};
-use crate::cold::location::{ColdStore, S3_OPTIONS, parse_storage_kind};
+use crate::cold::location::{ColdStore, S3_OPTIONS};
 use crate::engine::{Engine, LOCAL_STORAGE};
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, ObjectKind, Result};
 use crate::session::Caller;
-use crate::table::TableKind;
+use crate::table::TableId;
 
 /// A storage path as it is stored: `..` is refused anywhere (a location
 /// must not reach outside the directory it names), and a relative
@@ -58,14 +58,15 @@ impl Engine {
             )));
         }
         let ns = self.resolve_namespace(name, namespace)?;
-        let table_id = format!("{ns}.{}", name.name);
+        let table_id = TableId::new(&ns, &name.name);
         let def = self
             .tables
-            .get(&ns, &name.name)
+            .by_id(&table_id)
             .ok_or_else(|| super::tables::table_not_found(&table_id))?;
-        if def.kind == TableKind::Stream {
+        if !def.rules().flushes() {
             return Err(EngineError::InvalidInput(format!(
-                "{statement} does not apply to stream table {table_id}: stream rows are never flushed"
+                "{statement} does not apply to {} table {table_id}: its rows are never flushed",
+                def.kind.as_str().to_ascii_lowercase()
             )));
         }
         let job_id = self.queue_job(job_type, &def, None, "manual", false)?;
@@ -109,19 +110,15 @@ impl Engine {
             if create.if_not_exists {
                 return Ok(StatementResult::message(
                     0,
-                    format!("storage {name} already exists"),
+                    EngineError::already_exists(ObjectKind::StorageLocation, name).to_string(),
                 ));
             }
-            return Err(EngineError::AlreadyExists(format!(
-                "storage {name} already exists"
-            )));
+            return Err(EngineError::already_exists(
+                ObjectKind::StorageLocation,
+                name,
+            ));
         }
-        let kind = parse_storage_kind(&create.kind).ok_or_else(|| {
-            EngineError::InvalidInput(format!(
-                "unknown storage type {}; use filesystem or s3",
-                create.kind
-            ))
-        })?;
+        let kind = create.kind;
         let mut settings = BTreeMap::new();
         for (key, value) in create.options {
             let key = key.to_ascii_lowercase();
@@ -162,13 +159,14 @@ impl Engine {
         {
             let _guard = self.ddl_lock.lock();
             if self.stores.storage_locations.get(name)?.is_some() {
-                return Err(EngineError::AlreadyExists(format!(
-                    "storage {name} already exists"
-                )));
+                return Err(EngineError::already_exists(
+                    ObjectKind::StorageLocation,
+                    name,
+                ));
             }
             self.stores.storage_locations.put(&location)?;
         }
-        self.tables.cold.open_location(&location)?;
+        self.tables.cold().open_location(&location)?;
         Ok(StatementResult::message(
             1,
             format!("storage {name} created"),
@@ -187,12 +185,10 @@ impl Engine {
             if if_exists {
                 return Ok(StatementResult::message(
                     0,
-                    format!("storage {name} does not exist"),
+                    EngineError::not_found(ObjectKind::StorageLocation, name).to_string(),
                 ));
             }
-            return Err(EngineError::NotFound(format!(
-                "storage {name} does not exist"
-            )));
+            return Err(EngineError::not_found(ObjectKind::StorageLocation, name));
         }
         if name == LOCAL_STORAGE {
             return Err(EngineError::InvalidInput(format!(
@@ -216,7 +212,7 @@ impl Engine {
             )));
         }
         self.stores.storage_locations.delete(name)?;
-        self.tables.cold.locations.remove(name);
+        self.tables.cold().locations.remove(name);
         Ok(StatementResult::message(
             1,
             format!("storage {name} dropped"),

@@ -14,11 +14,12 @@ use super::execute::{check_tables_exist, collect_plan, within};
 use super::parser::{KalamStatement, split_batch};
 use super::result::ResultColumn;
 use crate::engine::Engine;
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, ObjectKind, Result};
 use crate::json::{JsonRow, batches_to_rows};
 use crate::live::{ChangeEvent, ChangeKind, LiveEvent, Subscription, matches, project};
+use crate::provider::scope_for;
 use crate::session::Caller;
-use crate::table::provider::scope_for;
+use crate::table::TableId;
 use kalamdb_model::{LiveQuery, Timestamp};
 
 /// What a client asks for.
@@ -178,7 +179,11 @@ impl Engine {
                 .map_err(|e| EngineError::Internal(e.to_string()))?,
         );
         let scope = scope_for(&def, caller);
-        let live_id = format!("{}-{}", self.config.node_id, self.tables.snowflake_id());
+        let live_id = format!(
+            "{}-{}",
+            self.config.node_id,
+            self.tables.hot().snowflake_id()
+        );
         let subscription = Arc::new(Subscription {
             live_id: live_id.clone(),
             subscription_id: request.subscription_id.clone(),
@@ -212,10 +217,10 @@ impl Engine {
 
         // Register and read under the partition lock: no write can commit
         // between the two, so the initial rows and the events meet at `seq`.
-        let lease = self.tables.cold.readers.enter();
-        let guard = self.tables.lock_partition(&def, &scope).await;
+        let lease = self.tables.cold().readers.enter();
+        let guard = self.tables.hot().lock_partition(&def, &scope).await;
         self.tables.live.register(subscription.clone());
-        let seq = self.tables.current_seq();
+        let seq = self.tables.hot().current_seq();
         let read = async {
             // Dropped, or role changed, while subscribing: the revocation
             // may have run before the registration and missed it.
@@ -269,6 +274,7 @@ impl Engine {
     ) -> Result<(Vec<JsonRow>, Vec<ChangeEvent>)> {
         let versions = self
             .tables
+            .tiers
             .versions_since(&subscription.def, &subscription.scope, from_seq)
             .await?;
         let refs: Vec<_> = versions.iter().collect();
@@ -306,10 +312,11 @@ impl Engine {
         caller: &Caller,
         live_id: &str,
     ) -> Result<super::result::StatementResult> {
-        let subscription =
-            self.tables.live.get(live_id).ok_or_else(|| {
-                EngineError::NotFound(format!("live query {live_id} does not exist"))
-            })?;
+        let subscription = self
+            .tables
+            .live
+            .get(live_id)
+            .ok_or_else(|| EngineError::not_found(ObjectKind::LiveQuery, live_id))?;
         if subscription.user_id != caller.user_id && !caller.role.is_admin() {
             return Err(EngineError::PermissionDenied(format!(
                 "live query {live_id} belongs to another user; only its owner, dba or system may kill it"
@@ -324,7 +331,7 @@ impl Engine {
     }
 
     /// Ends every subscription on a table (it is being dropped).
-    pub(crate) fn end_subscriptions_on(&self, table_id: &str) {
+    pub(crate) fn end_subscriptions_on(&self, table_id: &TableId) {
         for subscription in self.tables.live.on_table(table_id) {
             self.unsubscribe(&subscription.live_id);
             subscription.end("table_dropped");

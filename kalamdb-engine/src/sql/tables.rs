@@ -11,15 +11,15 @@ use super::namespaces::{namespace_not_found, require_admin};
 use super::parser::{CreateTable, TableRef};
 use super::result::{ResultColumn, StatementResult};
 use crate::engine::{Engine, LOCAL_STORAGE};
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, ObjectKind, Result};
+use crate::provider::scalar_to_cell;
 use crate::session::Caller;
-use crate::table::def::{FlushPolicy, parse_duration_secs};
-use crate::table::provider::scalar_to_cell;
-use crate::table::registry::{SchemaDoc, schema_id};
-use crate::table::{ColumnSpec, ColumnType, DefaultValue, TableDef, TableKind};
+use crate::table::def::FlushPolicy;
+use crate::table::{ColumnSpec, ColumnType, DefaultValue, TableDef, TableId, TableKind};
+use crate::table::{SchemaDoc, schema_id};
 
 /// Deleted rows are kept this long unless DELETED RETENTION says otherwise.
-pub const DEFAULT_DELETED_RETENTION_HOURS: i32 = 7 * 24;
+pub(super) const DEFAULT_DELETED_RETENTION_HOURS: i32 = 7 * 24;
 
 /// Name of the primary key added to tables that declare none.
 const AUTO_KEY: &str = "id";
@@ -266,30 +266,19 @@ impl Engine {
             ));
         }
         let (columns, primary_key) = table_columns(create)?;
-        let flush_interval = match &create.flush_interval {
-            Some(text) => Some(parse_duration_secs(text).ok_or_else(|| {
-                EngineError::InvalidInput(format!(
-                    "invalid FLUSH POLICY INTERVAL '{text}': use e.g. '5 minutes'"
-                ))
-            })?),
-            None => None,
-        };
+        let flush_interval = create.flush_interval.map(|d| d.as_secs());
         if create.flush_rows == Some(0) {
             return Err(EngineError::InvalidInput(
                 "FLUSH POLICY ROWS must be at least 1".into(),
             ));
         }
-        let retention_hours = match &create.deleted_retention {
-            Some(text) => {
-                let secs = parse_duration_secs(text).ok_or_else(|| {
-                    EngineError::InvalidInput(format!(
-                        "invalid DELETED RETENTION '{text}': use e.g. '7 days'"
-                    ))
-                })?;
-                i32::try_from(secs.div_ceil(3600)).map_err(|_| {
-                    EngineError::InvalidInput(format!("DELETED RETENTION '{text}' is too long"))
-                })?
-            }
+        let retention_hours = match create.deleted_retention {
+            Some(retention) => i32::try_from(retention.as_secs().div_ceil(3600)).map_err(|_| {
+                EngineError::InvalidInput(format!(
+                    "DELETED RETENTION is too long: at most {} hours",
+                    i32::MAX
+                ))
+            })?,
             None => DEFAULT_DELETED_RETENTION_HOURS,
         };
         let location_name = create
@@ -303,25 +292,21 @@ impl Engine {
             .namespaces
             .get(&namespace)?
             .ok_or_else(|| namespace_not_found(&namespace))?;
-        let table_id = format!("{namespace}.{table_name}");
+        let table_id = TableId::new(&namespace, table_name).to_string();
         if self.tables.get(&namespace, table_name).is_some() {
             if create.if_not_exists {
                 return Ok(StatementResult::message(
                     0,
-                    format!("table {table_id} already exists"),
+                    EngineError::already_exists(ObjectKind::Table, table_id).to_string(),
                 ));
             }
-            return Err(EngineError::AlreadyExists(format!(
-                "table {table_id} already exists"
-            )));
+            return Err(EngineError::already_exists(ObjectKind::Table, table_id));
         }
         let mut location = self
             .stores
             .storage_locations
             .get(&location_name)?
-            .ok_or_else(|| {
-                EngineError::NotFound(format!("storage location {location_name} does not exist"))
-            })?;
+            .ok_or_else(|| EngineError::not_found(ObjectKind::StorageLocation, &location_name))?;
 
         let def = TableDef {
             namespace: namespace.clone(),
@@ -390,16 +375,16 @@ impl Engine {
     ) -> Result<StatementResult> {
         require_admin(caller, "DROP TABLE")?;
         let namespace = self.resolve_namespace(name, default_namespace)?;
-        let table_id = format!("{namespace}.{}", name.name);
+        let table_id = TableId::new(&namespace, &name.name).to_string();
         let _guard = self.ddl_lock.lock();
         let Some(table) = self.stores.tables.get(&table_id)? else {
             if if_exists {
                 return Ok(StatementResult::message(
                     0,
-                    format!("table {table_id} does not exist"),
+                    EngineError::not_found(ObjectKind::Table, &table_id).to_string(),
                 ));
             }
-            return Err(table_not_found(&table_id));
+            return Err(table_not_found(&TableId::new(&namespace, &name.name)));
         };
         self.drop_table_storage(&table)?;
         Ok(StatementResult::message(
@@ -418,7 +403,7 @@ impl Engine {
         let def = self
             .tables
             .get(&namespace, &name.name)
-            .ok_or_else(|| table_not_found(&format!("{namespace}.{}", name.name)))?;
+            .ok_or_else(|| table_not_found(&TableId::new(&namespace, &name.name)))?;
         let mut rows = Vec::new();
         for (i, c) in def.columns.iter().enumerate() {
             rows.push(json!({
@@ -464,6 +449,6 @@ impl Engine {
     }
 }
 
-pub(crate) fn table_not_found(table_id: &str) -> EngineError {
-    EngineError::NotFound(format!("table {table_id} does not exist"))
+pub(crate) fn table_not_found(table_id: &TableId) -> EngineError {
+    EngineError::not_found(ObjectKind::Table, table_id.to_string())
 }

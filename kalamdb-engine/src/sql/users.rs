@@ -10,7 +10,7 @@ use super::parser::UserChange;
 use super::result::StatementResult;
 use crate::auth;
 use crate::engine::{Engine, ROOT_USER};
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, ObjectKind, Result};
 use crate::session::Caller;
 
 fn check_can_grant(caller: &Caller, role: Role) -> Result<()> {
@@ -50,12 +50,10 @@ impl Engine {
             if if_not_exists {
                 return Ok(StatementResult::message(
                     0,
-                    format!("user {username} already exists"),
+                    EngineError::already_exists(ObjectKind::User, username).to_string(),
                 ));
             }
-            return Err(EngineError::AlreadyExists(format!(
-                "user {username} already exists"
-            )));
+            return Err(EngineError::already_exists(ObjectKind::User, username));
         }
         let now = Timestamp::now();
         self.insert_user(&User {
@@ -148,7 +146,7 @@ impl Engine {
             if if_exists {
                 return Ok(StatementResult::message(
                     0,
-                    format!("user {username} does not exist"),
+                    EngineError::not_found(ObjectKind::User, username).to_string(),
                 ));
             }
             return Err(user_not_found(username));
@@ -172,5 +170,5 @@ impl Engine {
 }
 
 fn user_not_found(username: &str) -> EngineError {
-    EngineError::NotFound(format!("user {username} does not exist"))
+    EngineError::not_found(ObjectKind::User, username)
 }

@@ -5,14 +5,16 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
-pub use kalamdb_model::TableKind;
+use crate::error::{EngineError, Result};
+
+pub(crate) use kalamdb_model::TableKind;
 
 /// System column: commit sequence of the row version (the resume cursor).
-pub const SEQ_COLUMN: &str = "_seq";
+pub(crate) const SEQ_COLUMN: &str = "_seq";
 /// System column: commit time of the row version.
-pub const UPDATED_COLUMN: &str = "_updated";
+pub(crate) const UPDATED_COLUMN: &str = "_updated";
 /// System column: true for a deleted row (never visible to queries).
-pub const DELETED_COLUMN: &str = "_deleted";
+pub(crate) const DELETED_COLUMN: &str = "_deleted";
 
 /// Column types a table may declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -110,6 +112,49 @@ pub struct FlushPolicy {
     pub interval_secs: Option<u64>,
 }
 
+/// A table's identity: its namespace and name. Written `namespace.name`
+/// (its id in `system.tables` and in storage keys); never parsed back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableId {
+    namespace: String,
+    name: String,
+}
+
+impl TableId {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        TableId {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The id of a `system.tables` row.
+    pub fn of(table: &kalamdb_model::Table) -> Self {
+        TableId::new(&table.namespace, &table.table_name)
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Appends `namespace.name` to a storage key.
+    pub fn append_to(&self, key: &mut Vec<u8>) {
+        key.extend_from_slice(self.namespace.as_bytes());
+        key.push(b'.');
+        key.extend_from_slice(self.name.as_bytes());
+    }
+}
+
+impl std::fmt::Display for TableId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.namespace, self.name)
+    }
+}
+
 /// Everything KalamDB knows about one table's current schema version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableDef {
@@ -128,9 +173,14 @@ pub struct TableDef {
 }
 
 impl TableDef {
-    /// `namespace.table`: the id in `system.tables`.
-    pub fn table_id(&self) -> String {
-        format!("{}.{}", self.namespace, self.name)
+    pub fn table_id(&self) -> TableId {
+        TableId::new(&self.namespace, &self.name)
+    }
+
+    /// What this table's kind decides: partitions, system columns,
+    /// flushing, writers.
+    pub fn rules(&self) -> &'static dyn super::kind::KindRules {
+        super::kind::rules(self.kind)
     }
 
     /// RocksDB column family of the rows.
@@ -156,13 +206,12 @@ impl TableDef {
             .iter()
             .map(|c| Field::new(&c.name, c.ty.arrow_type(), true))
             .collect();
-        fields.push(Field::new(SEQ_COLUMN, DataType::Int64, true));
-        fields.push(Field::new(
-            UPDATED_COLUMN,
-            ColumnType::Timestamp.arrow_type(),
-            true,
-        ));
-        fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, true));
+        fields.extend(
+            self.rules()
+                .system_columns()
+                .iter()
+                .map(|name| Field::new(*name, system_column_type(name), true)),
+        );
         Arc::new(Schema::new(fields))
     }
 
@@ -172,17 +221,66 @@ impl TableDef {
     }
 }
 
+/// What `system.table_schemas.arrow_schema` holds for USER/SHARED/STREAM tables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SchemaDoc {
+    pub columns: Vec<ColumnSpec>,
+    pub primary_key: String,
+}
+
+/// `schema_id` of a table's schema version.
+pub(crate) fn schema_id(table_id: &str, version: i32) -> String {
+    format!("{table_id}#v{version:06}")
+}
+
+/// Builds the in-memory definition from a `system.tables` row and its schema.
+pub(crate) fn table_def(table: &kalamdb_model::Table, doc: SchemaDoc) -> Result<TableDef> {
+    let kind = table.table_type;
+    let primary_key = doc
+        .columns
+        .iter()
+        .position(|c| c.name == doc.primary_key)
+        .ok_or_else(|| {
+            EngineError::Internal(format!("primary key of {} is missing", table.table_id))
+        })?;
+    let flush_policy: FlushPolicy = table
+        .flush_policy
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    Ok(TableDef {
+        namespace: table.namespace.clone(),
+        name: table.table_name.clone(),
+        kind,
+        columns: doc.columns,
+        primary_key,
+        version: table.schema_version,
+        storage_location: table.storage_location.clone(),
+        flush_policy,
+        deleted_retention_hours: table.deleted_retention_hours,
+    })
+}
+
 /// RocksDB column family of a table's rows: `user_table:{ns}:{table}`,
 /// `shared_table:…` or `stream_table:…`.
-pub fn column_family(kind: TableKind, namespace: &str, table: &str) -> String {
+pub(crate) fn column_family(kind: TableKind, namespace: &str, table: &str) -> String {
     format!(
         "{}_table:{namespace}:{table}",
         kind.as_str().to_ascii_lowercase()
     )
 }
 
+/// Arrow type of a system column.
+fn system_column_type(name: &str) -> DataType {
+    match name {
+        UPDATED_COLUMN => ColumnType::Timestamp.arrow_type(),
+        DELETED_COLUMN => DataType::Boolean,
+        _ => DataType::Int64,
+    }
+}
+
 /// Parses durations like `7 days`, `12 hours`, `5 minutes`, `30s`, `1 day`.
-pub fn parse_duration_secs(text: &str) -> Option<u64> {
+pub(crate) fn parse_duration_secs(text: &str) -> Option<u64> {
     let text = text.trim().to_ascii_lowercase();
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(split);

@@ -1,4 +1,8 @@
-//! Row keys. A USER-table key is `len(user_id) as u16 BE ‖ user_id ‖ pk`, so
+//! Partitions and row keys. [`Scope`] owns every encoding of a partition:
+//! its row-key prefix, its tag in manifest and counter keys, its label in
+//! job parameters and its directory name in a storage location.
+//!
+//! A USER-table key is `len(user_id) as u16 BE ‖ user_id ‖ pk`, so
 //! one user's rows are one contiguous range and no user id (whatever it
 //! contains) can produce another user's prefix. A SHARED-table key is `pk`.
 //! Primary keys encode order-preservingly: integers big-endian with the sign
@@ -54,28 +58,93 @@ impl Scope {
         key.extend_from_slice(pk);
         key
     }
-}
 
-/// The partition and primary key bytes of a stored row's key.
-pub fn split_key(def: &super::TableDef, key: &[u8]) -> Result<(Scope, Vec<u8>)> {
-    match def.kind {
-        super::TableKind::User => {
-            let corrupt =
-                || EngineError::Internal(format!("corrupt row key in {}", def.table_id()));
-            let len = u16::from_be_bytes([
-                *key.first().ok_or_else(corrupt)?,
-                *key.get(1).ok_or_else(corrupt)?,
-            ]) as usize;
-            let user = key.get(2..2 + len).ok_or_else(corrupt)?;
-            let user = String::from_utf8(user.to_vec()).map_err(|_| corrupt())?;
-            Ok((Scope::User(user), key[2 + len..].to_vec()))
+    /// The partition's tag in manifest and counter keys: `S`, or `U` and
+    /// the row-key prefix.
+    pub fn tag(&self) -> Vec<u8> {
+        match self {
+            Scope::Shared => vec![b'S'],
+            Scope::User(_) => {
+                let mut tag = vec![b'U'];
+                tag.extend(self.prefix());
+                tag
+            }
         }
-        _ => Ok((Scope::Shared, key.to_vec())),
+    }
+
+    /// The partition a key part starting with its [`Scope::tag`] belongs
+    /// to, and the tag's length.
+    pub fn from_tag(tag: &[u8]) -> Option<(Scope, usize)> {
+        match tag.first()? {
+            b'S' => Some((Scope::Shared, 1)),
+            b'U' => {
+                let len = u16::from_be_bytes([*tag.get(1)?, *tag.get(2)?]) as usize;
+                let id = std::str::from_utf8(tag.get(3..3 + len)?).ok()?;
+                Some((Scope::User(id.to_string()), 3 + len))
+            }
+            _ => None,
+        }
+    }
+
+    /// The partition's label in job parameters: `user:{id}` or `shared`.
+    pub fn label(&self) -> String {
+        match self {
+            Scope::User(id) => format!("user:{id}"),
+            Scope::Shared => SHARED_LABEL.into(),
+        }
+    }
+
+    /// The partition a [`Scope::label`] names.
+    pub fn from_label(label: &str) -> Option<Scope> {
+        match label.strip_prefix("user:") {
+            Some(id) => Some(Scope::User(id.to_string())),
+            None => (label == SHARED_LABEL).then_some(Scope::Shared),
+        }
+    }
+
+    /// The partition's directory in a storage location (`${user_id}` of
+    /// the path template): the user id made safe as one path segment, or
+    /// `shared`.
+    pub fn directory_name(&self) -> String {
+        match self {
+            Scope::User(user_id) => path_segment(user_id),
+            Scope::Shared => SHARED_LABEL.into(),
+        }
     }
 }
 
+/// Label and directory name of a SHARED table's one partition.
+const SHARED_LABEL: &str = "shared";
+
+/// A path segment for a name that may hold any character: `[A-Za-z0-9_.-]`
+/// stay, everything else (and a leading `.`) becomes `=XX` per byte, so the
+/// mapping is injective and never yields `.`, `..` or a separator.
+pub(crate) fn path_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, byte) in name.bytes().enumerate() {
+        let keep =
+            byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || (byte == b'.' && i > 0);
+        if keep {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("={byte:02X}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("=00");
+    }
+    out
+}
+
+/// The partition and primary key bytes of a stored row's key.
+pub(crate) fn split_key(def: &super::TableDef, key: &[u8]) -> Result<(Scope, Vec<u8>)> {
+    def.rules()
+        .split_key(key)
+        .ok_or_else(|| EngineError::Internal(format!("corrupt row key in {}", def.table_id())))
+}
+
 /// Encodes a primary-key cell.
-pub fn encode_pk(ty: ColumnType, cell: &Value) -> Result<Vec<u8>> {
+pub(crate) fn encode_pk(ty: ColumnType, cell: &Value) -> Result<Vec<u8>> {
     match (ty, cell) {
         (ColumnType::Int | ColumnType::BigInt, Value::Number(n)) => n
             .as_i64()
@@ -118,6 +187,18 @@ mod tests {
         assert!(!inside(Scope::User("alic".into()).row_key(&[0xFF; 4])));
         assert!(Scope::Shared.row_key(&i64::MAX.storage_key()) < Scope::Shared.end_key());
         assert!(Scope::Shared.row_key("\u{10FFFF}".as_bytes()) < Scope::Shared.end_key());
+    }
+
+    #[test]
+    fn every_encoding_round_trips() {
+        for scope in [Scope::Shared, Scope::User("a:b\0c".into())] {
+            let mut tag = scope.tag();
+            let len = tag.len();
+            tag.extend_from_slice(b"batch-1.parquet");
+            assert_eq!(Scope::from_tag(&tag), Some((scope.clone(), len)));
+            assert_eq!(Scope::from_label(&scope.label()), Some(scope));
+        }
+        assert_eq!(Scope::from_label("bogus"), None);
     }
 
     #[test]

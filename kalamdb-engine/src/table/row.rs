@@ -22,7 +22,7 @@ use crate::error::{EngineError, Result};
 
 /// A row version as stored in RocksDB.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredRow {
+pub(crate) struct StoredRow {
     #[serde(rename = "s")]
     pub seq: i64,
     /// Commit time, microseconds since the epoch.
@@ -36,12 +36,12 @@ pub struct StoredRow {
 }
 
 impl StoredRow {
-    pub fn encode(&self) -> Result<Vec<u8>> {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         serde_json::to_vec(self)
             .map_err(|e| EngineError::Internal(format!("cannot encode row: {e}")))
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<StoredRow> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<StoredRow> {
         serde_json::from_slice(bytes)
             .map_err(|e| EngineError::Internal(format!("corrupt row: {e}")))
     }
@@ -62,7 +62,7 @@ fn cell_f64(cell: &Value) -> Option<f64> {
 }
 
 /// The cells of `array`, cast to the column's type first.
-pub fn array_to_cells(array: &ArrayRef, ty: ColumnType, column: &str) -> Result<Vec<Value>> {
+pub(crate) fn array_to_cells(array: &ArrayRef, ty: ColumnType, column: &str) -> Result<Vec<Value>> {
     let array = if array.data_type() == &ty.arrow_type() {
         array.clone()
     } else {
@@ -104,7 +104,7 @@ pub fn array_to_cells(array: &ArrayRef, ty: ColumnType, column: &str) -> Result<
 }
 
 /// An Arrow array of the column's type from cells.
-pub fn cells_to_array<'a>(
+pub(crate) fn cells_to_array<'a>(
     ty: ColumnType,
     cells: impl ExactSizeIterator<Item = &'a Value>,
 ) -> ArrayRef {
@@ -150,7 +150,7 @@ pub fn cells_to_array<'a>(
 
 /// Rows as a batch of `schema`, which is `def.arrow_schema()` projected to
 /// `projection` (indices into the full schema).
-pub fn rows_to_batch(
+pub(crate) fn rows_to_batch(
     def: &TableDef,
     rows: &[StoredRow],
     schema: SchemaRef,
@@ -182,6 +182,13 @@ pub fn rows_to_batch(
         datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
     RecordBatch::try_new_with_options(schema, columns, &options)
         .map_err(|e| EngineError::Internal(format!("cannot build batch: {e}")))
+}
+
+/// A committed write: the previous live version (if any) and the new one.
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    pub old: Option<StoredRow>,
+    pub new: StoredRow,
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::StatementSource;
 
 /// A parsed statement.
 #[derive(Debug, Clone)]
-pub enum KalamStatement {
+pub(crate) enum KalamStatement {
     CreateNamespace {
         name: String,
         if_not_exists: bool,
@@ -78,14 +78,14 @@ pub enum KalamStatement {
 
 /// A table name as written: `ns.table` or `table` (namespace from the request).
 #[derive(Debug, Clone, PartialEq)]
-pub struct TableRef {
+pub(crate) struct TableRef {
     pub namespace: Option<String>,
     pub name: String,
 }
 
 /// `CREATE USER|SHARED|STREAM TABLE …`.
 #[derive(Debug, Clone)]
-pub struct CreateTable {
+pub(crate) struct CreateTable {
     pub kind: crate::table::TableKind,
     pub name: TableRef,
     pub if_not_exists: bool,
@@ -93,17 +93,17 @@ pub struct CreateTable {
     pub constraints: Vec<TableConstraint>,
     pub location: Option<String>,
     pub flush_rows: Option<u64>,
-    pub flush_interval: Option<String>,
-    pub deleted_retention: Option<String>,
+    pub flush_interval: Option<std::time::Duration>,
+    pub deleted_retention: Option<std::time::Duration>,
     pub with_options: Vec<(String, serde_json::Value)>,
 }
 
 /// `CREATE STORAGE name TYPE filesystem|s3 PATH '…' [CREDENTIALS 'ref'] [OPTIONS (…)]`.
 #[derive(Debug, Clone)]
-pub struct CreateStorage {
+pub(crate) struct CreateStorage {
     pub name: String,
     pub if_not_exists: bool,
-    pub kind: String,
+    pub kind: kalamdb_model::StorageKind,
     pub path: String,
     pub credentials: Option<String>,
     pub options: Vec<(String, serde_json::Value)>,
@@ -111,7 +111,7 @@ pub struct CreateStorage {
 
 /// What `ALTER USER` changes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum UserChange {
+pub(crate) enum UserChange {
     Password(String),
     Role(Role),
     Email(Option<String>),

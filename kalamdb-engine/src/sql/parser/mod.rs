@@ -15,10 +15,13 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
-pub use ast::{CreateStorage, CreateTable, KalamStatement, TableRef, UserChange};
-pub use tables::table_ref;
+pub(crate) use ast::{CreateStorage, CreateTable, KalamStatement, TableRef, UserChange};
+pub(crate) use tables::table_ref;
+
+use std::time::Duration;
 
 use crate::error::{EngineError, Result};
+use crate::table::def::parse_duration_secs;
 use depth::expression_depth;
 use storage::parse_create_storage;
 use tables::{parse_create_table, parse_table_ref, table_kind_ahead};
@@ -29,7 +32,7 @@ const MAX_NAME_LEN: usize = 64;
 
 /// One statement of a batch, not yet parsed.
 #[derive(Debug, Clone)]
-pub struct StatementSource {
+pub(crate) struct StatementSource {
     /// The statement as written, trimmed, without the `;`.
     pub text: String,
     tokens: Vec<TokenWithSpan>,
@@ -44,7 +47,7 @@ pub struct StatementSource {
 
 /// Splits a batch into statements. Fails only if the text cannot be
 /// tokenized (an unterminated string, say) or holds no statement at all.
-pub fn split_batch(sql: &str) -> Result<Vec<StatementSource>> {
+pub(crate) fn split_batch(sql: &str) -> Result<Vec<StatementSource>> {
     let tokens = Tokenizer::new(&GenericDialect {}, sql)
         .tokenize_with_location()
         .map_err(|e| EngineError::InvalidSql(format!("SQL syntax error: {e}")))?;
@@ -107,7 +110,7 @@ impl StatementSource {
     /// exhaust a thread's stack) or that joins more than `max_joins` times
     /// (join planning grows steeply). Checked on tokens, before any of them
     /// runs.
-    pub fn check_limits(&self, max_depth: usize, max_joins: usize) -> Result<()> {
+    pub(crate) fn check_limits(&self, max_depth: usize, max_joins: usize) -> Result<()> {
         if self.joins > max_joins {
             return Err(EngineError::LimitExceeded(format!(
                 "the statement joins {} times; the limit is {max_joins} (KALAMDB_MAX_JOINS)",
@@ -131,7 +134,7 @@ impl StatementSource {
     }
 
     /// The highest `$n` placeholder in the statement (0 if none).
-    pub fn highest_placeholder(&self) -> usize {
+    pub(crate) fn highest_placeholder(&self) -> usize {
         self.tokens
             .iter()
             .filter_map(|t| match &t.token {
@@ -143,17 +146,19 @@ impl StatementSource {
     }
 
     /// Parses this statement.
-    pub fn parse(&self) -> Result<KalamStatement> {
+    pub(crate) fn parse(&self) -> Result<KalamStatement> {
         let dialect = GenericDialect {};
         let tokens = call_syntax_for_current_user(self.tokens.clone());
         let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
         let statement = parse_statement(&mut parser).map_err(syntax_error)?;
         if parser.peek_token().token != Token::EOF {
             let found = parser.peek_token();
-            return Err(syntax_error(ParserError::ParserError(format!(
-                "unexpected {} at {}",
-                found.token, found.span.start
-            ))));
+            return Err(syntax_error(ParseFailure::Syntax(
+                ParserError::ParserError(format!(
+                    "unexpected {} at {}",
+                    found.token, found.span.start
+                )),
+            )));
         }
         Ok(statement)
     }
@@ -181,15 +186,49 @@ fn call_syntax_for_current_user(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenWith
     tokens
 }
 
-fn syntax_error(err: ParserError) -> EngineError {
+fn syntax_error(err: ParseFailure) -> EngineError {
     let message = match err {
-        ParserError::ParserError(m) | ParserError::TokenizerError(m) => m,
-        ParserError::RecursionLimitExceeded => "statement is nested too deeply".to_string(),
+        ParseFailure::Invalid(message) => return EngineError::InvalidInput(message),
+        ParseFailure::Syntax(ParserError::ParserError(m) | ParserError::TokenizerError(m)) => m,
+        ParseFailure::Syntax(ParserError::RecursionLimitExceeded) => {
+            "statement is nested too deeply".to_string()
+        }
     };
     EngineError::InvalidSql(format!("SQL syntax error: {message}"))
 }
 
-type PResult<T> = std::result::Result<T, ParserError>;
+/// Why a statement did not parse: bad syntax (`INVALID_SQL`), or a
+/// well-formed value the statement does not accept, such as an unknown
+/// duration unit or storage type (`INVALID_INPUT`).
+#[derive(Debug)]
+enum ParseFailure {
+    Syntax(ParserError),
+    Invalid(String),
+}
+
+impl From<ParserError> for ParseFailure {
+    fn from(err: ParserError) -> Self {
+        ParseFailure::Syntax(err)
+    }
+}
+
+type PResult<T> = std::result::Result<T, ParseFailure>;
+
+/// sqlparser's "Expected: …, found: …" error.
+fn expected<T>(parser: &Parser, what: &str, found: TokenWithSpan) -> PResult<T> {
+    Ok(parser.expected(what, found)?)
+}
+
+/// A quoted duration (`'5 minutes'`, `'7 days'`) of the clause `clause`;
+/// `example` shows a valid one in the error.
+fn parse_duration(parser: &mut Parser, clause: &str, example: &str) -> PResult<Duration> {
+    let text = parser.parse_literal_string()?;
+    parse_duration_secs(&text)
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            ParseFailure::Invalid(format!("invalid {clause} '{text}': use e.g. '{example}'"))
+        })
+}
 
 /// The unquoted word `n` tokens ahead, upper-cased.
 fn word_at(parser: &Parser, n: usize) -> Option<String> {
@@ -217,7 +256,7 @@ fn expect_words(parser: &mut Parser, words: &[&str]) -> PResult<()> {
     if eat_words(parser, words) {
         Ok(())
     } else {
-        parser.expected(&words.join(" "), parser.peek_token())
+        expected(parser, &words.join(" "), parser.peek_token())
     }
 }
 
@@ -327,7 +366,7 @@ fn parse_execute_as(parser: &mut Parser, user: String) -> PResult<KalamStatement
     let mut inner = Vec::new();
     loop {
         let Some(token) = parser.next_token_no_skip().cloned() else {
-            return parser.expected(")", parser.peek_token());
+            return expected(parser, ")", parser.peek_token());
         };
         match token.token {
             Token::LParen => depth += 1,
@@ -337,7 +376,7 @@ fn parse_execute_as(parser: &mut Parser, user: String) -> PResult<KalamStatement
                     break;
                 }
             }
-            Token::EOF => return parser.expected(")", token),
+            Token::EOF => return expected(parser, ")", token),
             _ => {}
         }
         inner.push(token);
@@ -361,7 +400,7 @@ fn parse_name(parser: &mut Parser, what: &str) -> PResult<String> {
 }
 
 /// Checks a namespace or table name: a letter or `_`, then letters, digits, `_`.
-pub fn validate_name(name: &str, what: &str) -> std::result::Result<(), String> {
+pub(crate) fn validate_name(name: &str, what: &str) -> std::result::Result<(), String> {
     let mut chars = name.chars();
     let starts_well = chars
         .next()
@@ -399,10 +438,10 @@ fn parse_options(parser: &mut Parser) -> PResult<Vec<(String, serde_json::Value)
 fn parse_count(parser: &mut Parser) -> PResult<u64> {
     let token = parser.next_token();
     match &token.token {
-        Token::Number(n, _) => n.parse().map_err(|_| {
+        Token::Number(n, _) => Ok(n.parse().map_err(|_| {
             ParserError::ParserError(format!("expected a positive whole number, found {n}"))
-        }),
-        _ => parser.expected("a positive whole number", token),
+        })?),
+        _ => expected(parser, "a positive whole number", token),
     }
 }
 

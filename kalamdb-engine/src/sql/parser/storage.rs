@@ -4,7 +4,8 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use super::ast::{CreateStorage, KalamStatement};
-use super::{PResult, eat_words, parse_name, parse_options};
+use super::{PResult, ParseFailure, eat_words, expected, parse_name, parse_options};
+use crate::cold::location::parse_storage_kind;
 
 /// The rest of `CREATE STORAGE`: clauses in any order after the name.
 pub(super) fn parse_create_storage(parser: &mut Parser) -> PResult<KalamStatement> {
@@ -14,11 +15,17 @@ pub(super) fn parse_create_storage(parser: &mut Parser) -> PResult<KalamStatemen
     loop {
         if eat_words(parser, &["TYPE"]) {
             let token = parser.next_token();
-            kind = Some(match token.token {
-                Token::Word(w) => w.value.to_ascii_lowercase(),
-                Token::SingleQuotedString(s) => s.to_ascii_lowercase(),
-                _ => return parser.expected("filesystem or s3", token),
-            });
+            let text = match token.token {
+                Token::Word(w) => w.value,
+                Token::SingleQuotedString(s) => s,
+                _ => return expected(parser, "filesystem or s3", token),
+            };
+            kind = Some(parse_storage_kind(&text).ok_or_else(|| {
+                ParseFailure::Invalid(format!(
+                    "unknown storage type {}; use filesystem or s3",
+                    text.to_ascii_lowercase()
+                ))
+            })?);
         } else if eat_words(parser, &["PATH"]) || eat_words(parser, &["BASE_DIRECTORY"]) {
             path = Some(parser.parse_literal_string()?);
         } else if eat_words(parser, &["CREDENTIALS"]) {

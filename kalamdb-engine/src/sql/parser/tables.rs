@@ -4,7 +4,10 @@ use datafusion::sql::sqlparser::ast::ObjectName;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 
 use super::ast::{CreateTable, KalamStatement, TableRef};
-use super::{PResult, eat_words, parse_count, parse_options, validate_name, word_at};
+use super::{
+    PResult, eat_words, expected, parse_count, parse_duration, parse_options, validate_name,
+    word_at,
+};
 
 /// `CREATE USER TABLE`, `CREATE SHARED TABLE` or `CREATE STREAM TABLE` ahead.
 pub(super) fn table_kind_ahead(parser: &Parser) -> Option<crate::table::TableKind> {
@@ -19,11 +22,11 @@ pub(super) fn table_kind_ahead(parser: &Parser) -> Option<crate::table::TableKin
 /// A table name: `ns.table` or `table`; unquoted parts are lower-cased.
 pub(super) fn parse_table_ref(parser: &mut Parser) -> PResult<TableRef> {
     let name = parser.parse_object_name(false)?;
-    table_ref(&name).map_err(ParserError::ParserError)
+    Ok(table_ref(&name).map_err(ParserError::ParserError)?)
 }
 
 /// Resolves an object name to a table reference.
-pub fn table_ref(name: &ObjectName) -> std::result::Result<TableRef, String> {
+pub(crate) fn table_ref(name: &ObjectName) -> std::result::Result<TableRef, String> {
     let parts: Vec<String> = name
         .0
         .iter()
@@ -82,20 +85,25 @@ pub(super) fn parse_create_table(
                 if eat_words(parser, &["ROWS"]) {
                     create.flush_rows = Some(parse_count(parser)?);
                 } else if eat_words(parser, &["INTERVAL"]) {
-                    create.flush_interval = Some(parser.parse_literal_string()?);
+                    create.flush_interval = Some(parse_duration(
+                        parser,
+                        "FLUSH POLICY INTERVAL",
+                        "5 minutes",
+                    )?);
                 } else {
                     break;
                 }
                 any = true;
             }
             if !any {
-                return parser.expected(
+                return expected(
+                    parser,
                     "ROWS n or INTERVAL '…' after FLUSH POLICY",
                     parser.peek_token(),
                 );
             }
         } else if eat_words(parser, &["DELETED", "RETENTION"]) {
-            create.deleted_retention = Some(parser.parse_literal_string()?);
+            create.deleted_retention = Some(parse_duration(parser, "DELETED RETENTION", "7 days")?);
         } else if eat_words(parser, &["WITH"]) {
             create.with_options = parse_options(parser)?;
         } else {
@@ -119,8 +127,8 @@ mod tests {
                 assert!(c.if_not_exists);
                 assert_eq!(c.columns.len(), 2);
                 assert_eq!(c.flush_rows, Some(100));
-                assert_eq!(c.flush_interval.as_deref(), Some("5 minutes"));
-                assert_eq!(c.deleted_retention.as_deref(), Some("7 days"));
+                assert_eq!(c.flush_interval, Some(std::time::Duration::from_secs(300)));
+                assert_eq!(c.deleted_retention, Some(std::time::Duration::from_secs(7 * 86_400)));
             }
             other => panic!("{other:?}"),
         }

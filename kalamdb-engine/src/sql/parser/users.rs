@@ -5,7 +5,7 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use kalamdb_model::Role;
 
 use super::ast::{KalamStatement, UserChange};
-use super::{MAX_NAME_LEN, PResult, eat_words, expect_words};
+use super::{MAX_NAME_LEN, PResult, eat_words, expect_words, expected};
 
 /// A user name: `'alice'` or `alice`.
 pub(super) fn parse_user_name(parser: &mut Parser) -> PResult<String> {
@@ -13,7 +13,7 @@ pub(super) fn parse_user_name(parser: &mut Parser) -> PResult<String> {
     let name = match token.token {
         Token::SingleQuotedString(s) => s,
         Token::Word(w) => w.value,
-        _ => return parser.expected("a user name", token),
+        _ => return expected(parser, "a user name", token),
     };
     validate_user_name(&name).map_err(ParserError::ParserError)?;
     Ok(name)
@@ -40,13 +40,14 @@ pub(super) fn parse_role(parser: &mut Parser) -> PResult<Role> {
     let name = match &token.token {
         Token::SingleQuotedString(s) => s.clone(),
         Token::Word(w) => w.value.clone(),
-        _ => return parser.expected("a role (user, service, dba, system)", token),
+        _ => return expected(parser, "a role (user, service, dba, system)", token),
     };
-    Role::parse(&name).ok_or_else(|| {
+    let role = Role::parse(&name).ok_or_else(|| {
         ParserError::ParserError(format!(
             "unknown role '{name}': expected user, service, dba or system"
         ))
-    })
+    })?;
+    Ok(role)
 }
 
 pub(super) fn parse_create_user(parser: &mut Parser) -> PResult<KalamStatement> {
@@ -88,7 +89,11 @@ pub(super) fn parse_alter_user(parser: &mut Parser) -> PResult<KalamStatement> {
                 UserChange::Email(Some(parser.parse_literal_string()?))
             }
         } else {
-            return parser.expected("SET PASSWORD, SET ROLE or SET EMAIL", parser.peek_token());
+            return expected(
+                parser,
+                "SET PASSWORD, SET ROLE or SET EMAIL",
+                parser.peek_token(),
+            );
         };
     Ok(KalamStatement::AlterUser { username, change })
 }

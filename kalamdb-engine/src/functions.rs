@@ -1,4 +1,10 @@
-//! KalamDB's SQL functions: `CURRENT_USER()` and `SNOWFLAKE_ID()`.
+//! KalamDB's SQL functions: `CURRENT_USER()`, `SNOWFLAKE_ID()`, and the
+//! size-checked wrappers of DataFusion's functions whose output size an
+//! argument sets (`bounded`).
+
+mod bounded;
+
+pub(crate) use bounded::bounded_functions;
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -10,18 +16,18 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::table::TableRegistry;
+use crate::registry::TableRegistry;
 
 /// `CURRENT_USER()`: the id of the user the batch runs for. One instance is
 /// registered per batch, bound to its caller.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct CurrentUserUdf {
+pub(crate) struct CurrentUserUdf {
     user_id: String,
     signature: Signature,
 }
 
 impl CurrentUserUdf {
-    pub fn new(user_id: &str) -> Self {
+    pub(crate) fn new(user_id: &str) -> Self {
         CurrentUserUdf {
             user_id: user_id.to_string(),
             signature: Signature::nullary(Volatility::Stable),
@@ -54,13 +60,13 @@ impl ScalarUDFImpl for CurrentUserUdf {
 
 /// `SNOWFLAKE_ID()`: a new, unique, time-ordered BIGINT per row.
 #[derive(Debug)]
-pub struct SnowflakeIdUdf {
+pub(crate) struct SnowflakeIdUdf {
     tables: Arc<TableRegistry>,
     signature: Signature,
 }
 
 impl SnowflakeIdUdf {
-    pub fn new(tables: Arc<TableRegistry>) -> Self {
+    pub(crate) fn new(tables: Arc<TableRegistry>) -> Self {
         SnowflakeIdUdf {
             tables,
             signature: Signature::nullary(Volatility::Volatile),
@@ -100,7 +106,7 @@ impl ScalarUDFImpl for SnowflakeIdUdf {
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
         let ids: Int64Array = (0..args.number_rows)
-            .map(|_| Some(self.tables.snowflake_id()))
+            .map(|_| Some(self.tables.hot().snowflake_id()))
             .collect();
         Ok(ColumnarValue::Array(Arc::new(ids)))
     }

@@ -27,22 +27,23 @@ use futures::StreamExt;
 use kalamdb_model::Role;
 use serde_json::Value;
 
-use super::def::{ColumnType, DefaultValue, TableDef, TableKind};
-use super::keys::{Scope, encode_pk};
-use super::registry::{RowWrite, TableRegistry};
-use super::row::{StoredRow, array_to_cells, rows_to_batch};
 use crate::cold::files::key_predicate;
 use crate::cold::{ColdFilter, ColdPlan};
 use crate::error::{EngineError, Result};
+use crate::hot::RowWrite;
+use crate::registry::TableRegistry;
 use crate::session::Caller;
+use crate::table::def::{ColumnType, DefaultValue, TableDef};
+use crate::table::keys::{Scope, encode_pk};
+use crate::table::row::{StoredRow, array_to_cells, rows_to_batch};
 
 /// The columns an INSERT names, attached to the session by the executor so
 /// the sink knows which columns to fill with their defaults.
 #[derive(Debug, Clone)]
-pub struct InsertColumns(pub Vec<String>);
+pub(crate) struct InsertColumns(pub Vec<String>);
 
 /// A USER or SHARED table, seen by one statement.
-pub struct TableProviderImpl {
+pub(crate) struct TableProviderImpl {
     def: Arc<TableDef>,
     schema: SchemaRef,
     registry: Arc<TableRegistry>,
@@ -60,7 +61,7 @@ impl fmt::Debug for TableProviderImpl {
 }
 
 impl TableProviderImpl {
-    pub fn new(def: Arc<TableDef>, registry: Arc<TableRegistry>) -> Self {
+    pub(crate) fn new(def: Arc<TableDef>, registry: Arc<TableRegistry>) -> Self {
         TableProviderImpl {
             schema: def.arrow_schema(),
             def,
@@ -70,19 +71,27 @@ impl TableProviderImpl {
 }
 
 /// The partition a caller reads and writes.
-pub fn scope_for(def: &TableDef, caller: &Caller) -> Scope {
-    match def.kind {
-        TableKind::User => Scope::User(caller.user_id.clone()),
-        TableKind::Shared | TableKind::Stream => Scope::Shared,
-    }
+pub(crate) fn scope_for(def: &TableDef, caller: &Caller) -> Scope {
+    def.rules().partition(caller)
 }
 
 /// Fails unless the caller may write this table.
-pub fn check_write(def: &TableDef, caller: &Caller) -> Result<()> {
-    if def.kind == TableKind::Shared && caller.role < Role::Service {
+pub(crate) fn check_write(def: &TableDef, caller: &Caller) -> Result<()> {
+    let needed = def.rules().min_writer();
+    if caller.role < needed {
+        let roles: Vec<String> = [Role::User, Role::Service, Role::Dba, Role::System]
+            .into_iter()
+            .filter(|r| *r >= needed)
+            .map(|r| r.to_string())
+            .collect();
+        let (last, first) = roles
+            .split_last()
+            .expect("System is at or above every role");
         return Err(EngineError::PermissionDenied(format!(
-            "writing shared table {} requires role service, dba or system; user {} has role {}",
+            "writing {} table {} requires role {} or {last}; user {} has role {}",
+            def.kind.as_str().to_ascii_lowercase(),
             def.table_id(),
+            first.join(", "),
             caller.user_id,
             caller.role
         )));
@@ -91,7 +100,7 @@ pub fn check_write(def: &TableDef, caller: &Caller) -> Result<()> {
 }
 
 /// A cell of `ty` from a literal, cast as DataFusion would.
-pub fn scalar_to_cell(value: &ScalarValue, ty: ColumnType, column: &str) -> Result<Value> {
+pub(crate) fn scalar_to_cell(value: &ScalarValue, ty: ColumnType, column: &str) -> Result<Value> {
     let array = value
         .to_array()
         .map_err(|e| EngineError::InvalidInput(format!("bad value for {column}: {e}")))?;
@@ -176,10 +185,10 @@ impl TableProvider for TableProviderImpl {
             Some(keys) => keys
                 .iter()
                 .cloned()
-                .zip(self.registry.get_rows(def, &scope, keys)?)
+                .zip(self.registry.hot().get_rows(def, &scope, keys)?)
                 .filter_map(|(k, r)| r.map(|r| (k, r)))
                 .collect(),
-            None => self.registry.scan_keyed(def, &scope)?,
+            None => self.registry.hot().scan_keyed(def, &scope)?,
         };
         let projection: Vec<usize> = match projection {
             Some(p) => p.clone(),
@@ -204,6 +213,7 @@ impl TableProvider for TableProviderImpl {
         if hot.is_empty()
             && let ColdPlan::Plan(plan) =
                 self.registry
+                    .cold()
                     .cold_plan(def, &scope, &projection, &cold_filter)?
         {
             return Ok(plan);
@@ -211,6 +221,7 @@ impl TableProvider for TableProviderImpl {
         let hot_keys: HashSet<Vec<u8>> = hot.iter().map(|(k, _)| k.clone()).collect();
         let cold = self
             .registry
+            .cold()
             .cold_rows(
                 def,
                 &scope,
@@ -303,13 +314,13 @@ impl TableSink {
                 _ => Value::from(now_micros),
             },
             Some(DefaultValue::CurrentUser) => Value::String(self.user_id.clone()),
-            Some(DefaultValue::SnowflakeId) => Value::from(self.registry.snowflake_id()),
+            Some(DefaultValue::SnowflakeId) => Value::from(self.registry.hot().snowflake_id()),
         }
     }
 }
 
 /// Fails if a NOT NULL column holds NULL.
-pub fn check_not_null(def: &TableDef, values: &[Value]) -> Result<()> {
+pub(crate) fn check_not_null(def: &TableDef, values: &[Value]) -> Result<()> {
     for (spec, value) in def.columns.iter().zip(values) {
         if value.is_null() && !spec.nullable {
             return Err(EngineError::Constraint(format!(
@@ -323,7 +334,7 @@ pub fn check_not_null(def: &TableDef, values: &[Value]) -> Result<()> {
 }
 
 /// Describes a primary-key cell for error messages.
-pub fn describe_key(def: &TableDef, cell: &Value) -> String {
+pub(crate) fn describe_key(def: &TableDef, cell: &Value) -> String {
     format!("{} = {}", def.key_column().name, cell)
 }
 
@@ -380,9 +391,13 @@ impl DataSink for TableSink {
             }
         }
         crate::cold::retire::hold_lease(context.session_config());
-        let _guard = self.registry.lock_partition(def, &self.scope).await;
+        let _guard = self.registry.hot().lock_partition(def, &self.scope).await;
         let keys: Vec<Vec<u8>> = writes.iter().map(|w| w.pk.clone()).collect();
-        let existing = self.registry.current_rows(def, &self.scope, &keys).await?;
+        let existing = self
+            .registry
+            .tiers
+            .current_rows(def, &self.scope, &keys)
+            .await?;
         for (write, existing) in writes.iter().zip(existing) {
             if existing.is_some_and(|r| !r.deleted) {
                 return Err(EngineError::Constraint(format!(

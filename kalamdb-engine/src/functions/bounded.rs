@@ -25,7 +25,7 @@ use datafusion::logical_expr::{
 use crate::error::EngineError;
 
 /// Bytes one call of a size-setting function may build for one batch.
-pub const MAX_FUNCTION_RESULT_BYTES: u64 = 64 * 1024 * 1024;
+pub(super) const MAX_FUNCTION_RESULT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How a function's output size follows from its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,7 +56,7 @@ const BOUNDED: [(&str, Growth); 9] = [
 ];
 
 /// The wrapped versions of the size-setting functions among `functions`.
-pub fn bounded_functions<'a>(
+pub(crate) fn bounded_functions<'a>(
     functions: impl Iterator<Item = &'a Arc<ScalarUDF>>,
 ) -> Vec<ScalarUDF> {
     functions

@@ -1,0 +1,264 @@
+//! The RocksDB hot tier: a partition's row versions, their reads and their
+//! atomic commits.
+//!
+//! A statement's writes go to RocksDB in one write batch together with the
+//! `_seq` high-water mark and the partition's flush counter. Writers of one
+//! partition (one user of a USER table, or a SHARED table) are serialised
+//! by a striped lock so that a duplicate-key check or a read-modify-write
+//! cannot interleave with another writer of the same partition; other
+//! partitions proceed in parallel. A commit returns its changes: the
+//! caller, still holding the partition lock, publishes them.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::ids::{SeqGen, Snowflake};
+use crate::keyspace::{Counters, Keyspace, Rows, SeqHighWater};
+use crate::storage::{Storage, WriteOp};
+use crate::table::keys::Scope;
+use crate::table::row::{Change, StoredRow};
+use crate::table::{TableDef, TableId};
+
+const LOCK_STRIPES: usize = 256;
+
+/// A row to write: its primary key bytes, cells and whether it is a tombstone.
+#[derive(Debug, Clone)]
+pub(crate) struct RowWrite {
+    pub pk: Vec<u8>,
+    pub values: Vec<Value>,
+    pub deleted: bool,
+    /// The live version this write replaces, for live-query events.
+    pub old: Option<StoredRow>,
+}
+
+/// A stored row version as it is in RocksDB.
+#[derive(Debug, Clone)]
+pub(crate) struct RawRow {
+    /// The full RocksDB key.
+    pub key: Vec<u8>,
+    /// The primary key bytes (the key without the partition prefix).
+    pub pk: Vec<u8>,
+    /// The encoded [`StoredRow`].
+    pub value: Vec<u8>,
+}
+
+/// What one commit wrote.
+#[derive(Debug)]
+pub(crate) struct Commit {
+    /// Each written version with the one it replaced.
+    pub changes: Vec<Change>,
+    /// Rows written to the partition since its last flush, this commit's
+    /// included.
+    pub unflushed: u64,
+}
+
+pub(crate) struct HotTier {
+    storage: Arc<Storage>,
+    seq: SeqGen,
+    snowflake: Snowflake,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for HotTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotTier").finish()
+    }
+}
+
+/// The keyspace of a table's rows.
+pub(crate) fn rows(def: &TableDef) -> Rows {
+    Rows::new(def.column_family())
+}
+
+impl HotTier {
+    /// Continues `_seq` after the persisted high-water mark.
+    pub(crate) fn open(storage: Arc<Storage>) -> Result<Self> {
+        let high_water = SeqHighWater.get(&storage, ())?.unwrap_or(0);
+        Ok(HotTier {
+            storage,
+            seq: SeqGen::new(high_water),
+            snowflake: Snowflake::new(1),
+            stripes: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        })
+    }
+
+    pub(crate) fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
+    /// A new snowflake id.
+    pub(crate) fn snowflake_id(&self) -> i64 {
+        self.snowflake.next()
+    }
+
+    /// The last `_seq` handed out.
+    pub(crate) fn current_seq(&self) -> i64 {
+        self.seq.current()
+    }
+
+    /// Serialises writers of one partition.
+    pub(crate) async fn lock_partition(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+    ) -> tokio::sync::MutexGuard<'_, ()> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        def.table_id().hash(&mut hasher);
+        scope.hash(&mut hasher);
+        let stripe = (hasher.finish() as usize) % self.stripes.len();
+        self.stripes[stripe].lock().await
+    }
+
+    /// Every hot version of a partition with its primary key bytes.
+    pub(crate) fn scan_keyed(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+    ) -> Result<Vec<(Vec<u8>, StoredRow)>> {
+        self.scan_raw(def, scope)?
+            .into_iter()
+            .map(|raw| Ok((raw.pk, StoredRow::decode(&raw.value)?)))
+            .collect()
+    }
+
+    /// Every hot version of a partition, encoded, in key order.
+    pub(crate) fn scan_raw(&self, def: &TableDef, scope: &Scope) -> Result<Vec<RawRow>> {
+        let prefix = scope.prefix();
+        Ok(self
+            .storage
+            .scan_prefix(rows(def).family(), &prefix)?
+            .into_iter()
+            .map(|(key, value)| RawRow {
+                pk: key[prefix.len()..].to_vec(),
+                key,
+                value,
+            })
+            .collect())
+    }
+
+    /// The stored version (live or tombstone) of each primary key.
+    pub(crate) fn get_rows(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+        pks: &[Vec<u8>],
+    ) -> Result<Vec<Option<StoredRow>>> {
+        let rows = rows(def);
+        pks.iter()
+            .map(|pk| rows.get(&self.storage, (scope, pk)))
+            .collect()
+    }
+
+    /// Writes the rows of one statement atomically, each with a new `_seq`
+    /// and the same commit time. Call with the partition lock held.
+    pub(crate) fn commit(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+        writes: Vec<RowWrite>,
+    ) -> Result<Commit> {
+        let table_id = def.table_id();
+        if writes.is_empty() {
+            return Ok(Commit {
+                changes: Vec::new(),
+                unflushed: self.unflushed(&table_id, scope)?,
+            });
+        }
+        let rows = rows(def);
+        let updated = kalamdb_model::Timestamp::now().0;
+        let mut ops = Vec::with_capacity(writes.len() + 2);
+        let mut changes = Vec::with_capacity(writes.len());
+        for write in writes {
+            let row = StoredRow {
+                seq: self.seq.next(),
+                updated,
+                deleted: write.deleted,
+                values: write.values,
+            };
+            ops.push(rows.put_op((scope, &write.pk), &row)?);
+            changes.push(Change {
+                old: write.old,
+                new: row,
+            });
+        }
+        let high_water = changes.last().map(|c| c.new.seq).unwrap_or_default();
+        ops.push(SeqHighWater.put_op((), &high_water)?);
+        let unflushed = self.unflushed(&table_id, scope)? + changes.len() as u64;
+        ops.push(Counters.set_op(&table_id, scope, unflushed));
+        self.storage.write(ops)?;
+        Ok(Commit { changes, unflushed })
+    }
+
+    /// Rows written to a partition since its last flush.
+    pub(crate) fn unflushed(&self, table_id: &TableId, scope: &Scope) -> Result<u64> {
+        Ok(Counters.get(&self.storage, (table_id, scope))?.unwrap_or(0))
+    }
+
+    /// Every partition of a table with rows written since its last flush.
+    pub(crate) fn pending_partitions(&self, def: &TableDef) -> Result<Vec<Scope>> {
+        let table_id = def.table_id();
+        Ok(Counters
+            .scan(&self.storage, &Counters.table_prefix(&table_id))?
+            .into_iter()
+            .filter(|(_, count)| *count > 0)
+            .filter_map(|(key, _)| Counters.partition_of(&table_id, &key))
+            .collect())
+    }
+
+    /// Operations removing every flush counter of a table.
+    pub(crate) fn drop_counter_ops(&self, table_id: &TableId) -> Result<Vec<WriteOp>> {
+        Ok(self
+            .storage
+            .scan_prefix(Counters.family(), &Counters.table_prefix(table_id))?
+            .into_iter()
+            .map(|(key, _)| Counters.delete_raw_op(key))
+            .collect())
+    }
+
+    /// Tombstones of every partition of a table committed at or before
+    /// `cutoff` (µs).
+    pub(crate) fn expired_tombstones(
+        &self,
+        def: &TableDef,
+        cutoff: i64,
+    ) -> Result<HashMap<Scope, Vec<RawRow>>> {
+        let mut by_scope: HashMap<Scope, Vec<RawRow>> = HashMap::new();
+        for (key, value) in self.storage.scan_prefix(rows(def).family(), &[])? {
+            let row = StoredRow::decode(&value)?;
+            if !(row.deleted && row.updated <= cutoff) {
+                continue;
+            }
+            let (scope, pk) = crate::table::keys::split_key(def, &key)?;
+            by_scope
+                .entry(scope)
+                .or_default()
+                .push(RawRow { key, pk, value });
+        }
+        Ok(by_scope)
+    }
+
+    /// Deletes each of `versions` unless a newer version replaced it since
+    /// it was read. Call with the partition lock held. Returns how many.
+    pub(crate) fn delete_if_unchanged(&self, def: &TableDef, versions: &[RawRow]) -> Result<u64> {
+        let rows = rows(def);
+        let keys: Vec<&[u8]> = versions.iter().map(|raw| raw.key.as_slice()).collect();
+        let current = self.storage.multi_get(rows.family(), &keys)?;
+        let ops: Vec<WriteOp> = versions
+            .iter()
+            .zip(current)
+            .filter(|(raw, current)| current.as_deref() == Some(raw.value.as_slice()))
+            .map(|(raw, _)| rows.delete_raw_op(raw.key.clone()))
+            .collect();
+        let count = ops.len() as u64;
+        if !ops.is_empty() {
+            self.storage.write(ops)?;
+        }
+        Ok(count)
+    }
+}
