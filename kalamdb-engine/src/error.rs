@@ -46,6 +46,10 @@ pub enum EngineError {
     /// length, expression depth); the message names the setting.
     #[error("{0}")]
     LimitExceeded(String),
+    /// A live-query resume from a `_seq` whose later events are no longer
+    /// kept (a STREAM table's retention or `max_buffer`).
+    #[error("{0}")]
+    ResumeTooOld(String),
     /// A statement ran past the statement timeout and was cancelled.
     #[error("{0}")]
     Timeout(String),
@@ -146,6 +150,7 @@ impl EngineError {
             | EngineError::InvalidInput(_)
             | EngineError::Constraint(_)
             | EngineError::LimitExceeded(_)
+            | EngineError::ResumeTooOld(_)
             | EngineError::Timeout(_) => ErrorKind::BadRequest,
             EngineError::PermissionDenied(_) => ErrorKind::Forbidden,
             EngineError::Unauthenticated(_) => ErrorKind::Unauthorized,
@@ -174,6 +179,7 @@ impl EngineError {
             EngineError::InvalidInput(_) => "INVALID_INPUT",
             EngineError::Constraint(_) => "CONSTRAINT_VIOLATION",
             EngineError::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            EngineError::ResumeTooOld(_) => "RESUME_TOO_OLD",
             EngineError::Timeout(_) => "STATEMENT_TIMEOUT",
             EngineError::PermissionDenied(_) => "PERMISSION_DENIED",
             EngineError::Unauthenticated(_) => "UNAUTHORIZED",
@@ -211,6 +217,7 @@ impl EngineError {
             EngineError::InvalidInput(_) => EngineError::InvalidInput(text),
             EngineError::Constraint(_) => EngineError::Constraint(text),
             EngineError::LimitExceeded(_) => EngineError::LimitExceeded(text),
+            EngineError::ResumeTooOld(_) => EngineError::ResumeTooOld(text),
             EngineError::Timeout(_) => EngineError::Timeout(text),
             EngineError::PermissionDenied(_) => EngineError::PermissionDenied(text),
             EngineError::Unauthenticated(_) => EngineError::Unauthenticated(text),

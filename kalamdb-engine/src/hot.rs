@@ -2,7 +2,10 @@
 //! atomic commits.
 //!
 //! A statement's writes go to RocksDB in one write batch together with the
-//! `_seq` high-water mark and the partition's flush counter. Writers of one
+//! partition's flush counter. `_seq` values never repeat across restarts:
+//! before one is handed out past the persisted high-water mark, the mark
+//! moves a minute ahead with a synced write (about once a minute, since
+//! `_seq` follows the clock in microseconds). Writers of one
 //! partition (one user of a USER table, or a SHARED table) are serialised
 //! by a striped lock so that a duplicate-key check or a read-modify-write
 //! cannot interleave with another writer of the same partition; other
@@ -18,12 +21,15 @@ use serde_json::Value;
 use crate::error::Result;
 use crate::ids::{SeqGen, Snowflake};
 use crate::keyspace::{Counters, Keyspace, Rows, SeqHighWater};
-use crate::storage::{Storage, WriteOp};
+use crate::storage::{Durability, Storage, WriteOp};
 use crate::table::keys::Scope;
 use crate::table::row::{Change, StoredRow};
 use crate::table::{TableDef, TableId};
+use kalamdb_model::StorageKey;
 
 const LOCK_STRIPES: usize = 256;
+/// How far ahead of the `_seq` it covers the high-water mark is written.
+const RESERVE_AHEAD_MICROS: i64 = 60_000_000;
 
 /// A row to write: its primary key bytes, cells and whether it is a tombstone.
 #[derive(Debug, Clone)]
@@ -59,6 +65,8 @@ pub(crate) struct Commit {
 pub(crate) struct HotTier {
     storage: Arc<Storage>,
     seq: SeqGen,
+    /// The persisted high-water mark: no `_seq` above it was handed out.
+    reserved: parking_lot::Mutex<i64>,
     snowflake: Snowflake,
     stripes: Vec<tokio::sync::Mutex<()>>,
 }
@@ -81,6 +89,7 @@ impl HotTier {
         Ok(HotTier {
             storage,
             seq: SeqGen::new(high_water),
+            reserved: parking_lot::Mutex::new(high_water),
             snowflake: Snowflake::new(1),
             stripes: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
@@ -95,6 +104,24 @@ impl HotTier {
     /// A new snowflake id.
     pub(crate) fn snowflake_id(&self) -> i64 {
         self.snowflake.next()
+    }
+
+    /// A `_seq` that no row will carry (it marks a gap).
+    pub(crate) fn allocate_seq(&self) -> Result<i64> {
+        self.next_seq()
+    }
+
+    /// A new `_seq`, covered by the persisted high-water mark.
+    fn next_seq(&self) -> Result<i64> {
+        let seq = self.seq.next();
+        let mut reserved = self.reserved.lock();
+        if seq > *reserved {
+            let mark = seq.saturating_add(RESERVE_AHEAD_MICROS);
+            self.storage
+                .write_with(vec![SeqHighWater.put_op((), &mark)?], Durability::Synced)?;
+            *reserved = mark;
+        }
+        Ok(seq)
     }
 
     /// The last `_seq` handed out.
@@ -171,24 +198,37 @@ impl HotTier {
             });
         }
         let rows = rows(def);
+        let rules = def.rules();
         let updated = kalamdb_model::Timestamp::now().0;
-        let mut ops = Vec::with_capacity(writes.len() + 2);
+        let mut ops = Vec::with_capacity(writes.len() + 1);
         let mut changes = Vec::with_capacity(writes.len());
         for write in writes {
             let row = StoredRow {
-                seq: self.seq.next(),
+                seq: self.next_seq()?,
                 updated,
                 deleted: write.deleted,
                 values: write.values,
             };
-            ops.push(rows.put_op((scope, &write.pk), &row)?);
+            let key = if rules.keyed_by_sequence() {
+                row.seq.storage_key()
+            } else {
+                write.pk
+            };
+            ops.push(rows.put_op((scope, &key), &row)?);
             changes.push(Change {
                 old: write.old,
                 new: row,
             });
         }
-        let high_water = changes.last().map(|c| c.new.seq).unwrap_or_default();
-        ops.push(SeqHighWater.put_op((), &high_water)?);
+        if !rules.flushes() {
+            // Events: nothing to count for a flush, and no log (see
+            // `stream.rs` for what survives a restart).
+            self.storage.write_with(ops, Durability::Unlogged)?;
+            return Ok(Commit {
+                changes,
+                unflushed: 0,
+            });
+        }
         let unflushed = self.unflushed(&table_id, scope)? + changes.len() as u64;
         ops.push(Counters.set_op(&table_id, scope, unflushed));
         self.storage.write(ops)?;

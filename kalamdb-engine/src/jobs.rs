@@ -151,6 +151,9 @@ impl Engine {
                         if let Err(e) = engine.tables.cold().sweep_retired().await {
                             tracing::warn!("cannot remove retired files: {e}");
                         }
+                        if let Err(e) = engine.tables.sweep_streams().await {
+                            tracing::warn!("cannot evict expired stream events: {e}");
+                        }
                     }
                 }
             }
@@ -165,6 +168,13 @@ impl Engine {
         self.jobs.stop.cancel();
         self.jobs.tasks.close();
         self.jobs.tasks.wait().await;
+    }
+
+    /// Stops the jobs and makes what is only in memory durable (STREAM
+    /// events are written without the log): the server's last step.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.stop_jobs().await;
+        self.tables.persist_streams()
     }
 
     /// One scheduler tick: interval flushes, cleanup, pruning.
@@ -191,7 +201,9 @@ impl Engine {
         if cleanup > 0 && now.duration_since(*last_cleanup) >= Duration::from_secs(cleanup) {
             *last_cleanup = now;
             for def in self.tables.all() {
-                self.queue_job(JobKind::Cleanup, &def, None, "schedule", true)?;
+                if def.rules().flushes() {
+                    self.queue_job(JobKind::Cleanup, &def, None, "schedule", true)?;
+                }
             }
             self.prune_jobs()?;
         }

@@ -8,6 +8,7 @@
 //! | [`Manifest`] | `default` | `cold\0{table_id}\0{partition tag}{file name}` | [`ColdFile`] (JSON) |
 //! | [`Counters`] | `user_table_counters` | `{table_id}\0{partition tag}` | rows since the last flush (u64 BE) |
 //! | [`SeqHighWater`] | `default` | `seq_high_water` | last `_seq` handed out (i64 BE) |
+//! | [`Evicted`] | `default` | `stream\0{table_id}\0{partition tag}` | last `_seq` a STREAM partition evicted (i64 BE) |
 //! | [`Trash`] | `default` | `trash\0{location}\0{path}` | empty |
 //! | [`UserNames`] | `default` | `user_name\0{login name}` | user id |
 //! | [`Markers`] | `default` | `meta\0{marker}` | `1` |
@@ -264,6 +265,42 @@ impl Keyspace for SeqHighWater {
     }
     fn key(&self, (): ()) -> Vec<u8> {
         b"seq_high_water".to_vec()
+    }
+    fn encode(&self, value: &i64) -> Result<Vec<u8>> {
+        Ok(value.to_be_bytes().to_vec())
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<i64> {
+        Ok(be_u64(bytes) as i64)
+    }
+}
+
+/// The last `_seq` each STREAM partition evicted (by retention or
+/// `max_buffer`): a resume from before it would miss events.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Evicted;
+
+impl Evicted {
+    /// Prefix of every mark of one table.
+    pub(crate) fn table_prefix(&self, table_id: &TableId) -> Vec<u8> {
+        let mut key = b"stream\0".to_vec();
+        table_id.append_to(&mut key);
+        key.push(0);
+        key
+    }
+}
+
+impl Keyspace for Evicted {
+    /// Table id and partition.
+    type Key<'a> = (&'a TableId, &'a Scope);
+    type Value = i64;
+
+    fn family(&self) -> &str {
+        DEFAULT_CF
+    }
+    fn key(&self, (table_id, scope): Self::Key<'_>) -> Vec<u8> {
+        let mut key = self.table_prefix(table_id);
+        key.extend(scope.tag());
+        key
     }
     fn encode(&self, value: &i64) -> Result<Vec<u8>> {
         Ok(value.to_be_bytes().to_vec())

@@ -9,7 +9,7 @@
 
 // Modules import only from the layers below them (`docs/architecture.md`):
 // error, ids, session, auth, storage → table → json, keyspace, system →
-// hot, cold → tiers → live → registry → provider, functions → catalog,
+// hot, cold → tiers, stream → live → registry → provider, functions → catalog,
 // queue → engine → jobs → sql. `../shared/tools/module_cycles.py` checks it.
 pub(crate) mod auth;
 pub(crate) mod catalog;
@@ -29,17 +29,16 @@ pub(crate) mod registry;
 pub(crate) mod session;
 pub(crate) mod sql;
 pub(crate) mod storage;
+pub(crate) mod stream;
 pub(crate) mod system;
 pub(crate) mod table;
 pub(crate) mod tiers;
 
 pub use cold::ColdConfig;
-pub use engine::{
-    Bootstrap, DEFAULT_MAX_EXPRESSION_DEPTH, Engine, EngineConfig, Limits, worker_stack_bytes,
-};
+pub use engine::{Bootstrap, Engine, EngineConfig};
 pub use error::{EngineError, ErrorKind, ObjectKind, Result};
 pub use live::{ChangeEvent, ChangeKind, LiveEvent};
 pub use queue::JobConfig;
-pub use session::Caller;
+pub use session::{Caller, DEFAULT_MAX_EXPRESSION_DEPTH, Limits, worker_stack_bytes};
 pub use sql::execute::{BatchOutcome, ResultColumn, SqlRequest, StatementError, StatementResult};
 pub use sql::subscribe::{SubscribeRequest, Subscribed};

@@ -170,6 +170,14 @@ impl LiveRouter {
             .collect()
     }
 
+    /// Whether a partition has any subscription (an ephemeral STREAM
+    /// table keeps events only then).
+    pub(crate) fn has_subscribers(&self, table_id: &TableId, scope: &Scope) -> bool {
+        self.by_partition
+            .read()
+            .contains_key(&(table_id.clone(), scope.clone()))
+    }
+
     /// Routes committed changes of one partition to its subscriptions.
     pub(crate) fn publish(&self, def: &TableDef, scope: &Scope, changes: &[Change]) {
         if changes.is_empty() {

@@ -32,7 +32,7 @@ use crate::cold::{ColdFilter, ColdPlan};
 use crate::error::{EngineError, Result};
 use crate::hot::RowWrite;
 use crate::registry::TableRegistry;
-use crate::session::Caller;
+use crate::session::{Caller, Limits};
 use crate::table::def::{ColumnType, DefaultValue, TableDef};
 use crate::table::keys::{Scope, encode_pk};
 use crate::table::row::{StoredRow, array_to_cells, rows_to_batch};
@@ -174,14 +174,18 @@ impl TableProvider for TableProviderImpl {
         let def = &self.def;
         // Before the manifest is listed: its files then outlive the statement.
         crate::cold::retire::hold_lease(state.config());
-        let lookup = key_lookup(def, filters).map(|mut keys| {
-            keys.sort();
-            keys.dedup();
-            keys
-        });
+        // A table keyed by `_seq` has no key to look up.
+        let lookup = (!def.rules().keyed_by_sequence())
+            .then(|| key_lookup(def, filters))
+            .flatten()
+            .map(|mut keys| {
+                keys.sort();
+                keys.dedup();
+                keys
+            });
         // Hot versions first (tombstones included: they hide older Parquet
         // versions), then the Parquet files.
-        let hot: Vec<(Vec<u8>, StoredRow)> = match &lookup {
+        let mut hot: Vec<(Vec<u8>, StoredRow)> = match &lookup {
             Some(keys) => keys
                 .iter()
                 .cloned()
@@ -190,6 +194,11 @@ impl TableProvider for TableProviderImpl {
                 .collect(),
             None => self.registry.hot().scan_keyed(def, &scope)?,
         };
+        if let Some(stream) = def.stream {
+            // Past retention is gone now, not at the next sweep.
+            let cutoff = stream.cutoff(kalamdb_model::Timestamp::now().0);
+            hot.retain(|(_, row)| row.updated >= cutoff);
+        }
         let projection: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),
@@ -333,6 +342,30 @@ pub(crate) fn check_not_null(def: &TableDef, values: &[Value]) -> Result<()> {
     Ok(())
 }
 
+/// Fails when one STREAM event is larger than `max_stream_event_bytes`
+/// (the text and JSON cells; other cells count 8 bytes).
+fn check_event_size(def: &TableDef, values: &[Value], context: &TaskContext) -> Result<()> {
+    let limit = context
+        .session_config()
+        .get_extension::<Limits>()
+        .unwrap_or_default()
+        .max_stream_event_bytes;
+    let size: usize = values
+        .iter()
+        .map(|v| match v {
+            Value::String(s) => s.len(),
+            _ => 8,
+        })
+        .sum();
+    if size > limit {
+        return Err(EngineError::LimitExceeded(format!(
+            "an event of {size} bytes is larger than {limit} bytes, the most one event of stream table {} may hold (KALAMDB_MAX_STREAM_EVENT_BYTES)",
+            def.table_id()
+        )));
+    }
+    Ok(())
+}
+
 /// Describes a primary-key cell for error messages.
 pub(crate) fn describe_key(def: &TableDef, cell: &Value) -> String {
     format!("{} = {}", def.key_column().name, cell)
@@ -350,6 +383,8 @@ impl DataSink for TableSink {
         context: &Arc<TaskContext>,
     ) -> datafusion::error::Result<u64> {
         let def = &self.def;
+        // An event log appends: no duplicate keys to look for.
+        let events = def.rules().keyed_by_sequence();
         let now = kalamdb_model::Timestamp::now().0;
         let mut writes: Vec<RowWrite> = Vec::new();
         let mut seen = HashSet::new();
@@ -375,7 +410,9 @@ impl DataSink for TableSink {
                 check_not_null(def, &values)?;
                 let key_cell = &values[def.primary_key];
                 let pk = encode_pk(def.key_column().ty, key_cell)?;
-                if !seen.insert(pk.clone()) {
+                if events {
+                    check_event_size(def, &values, context)?;
+                } else if !seen.insert(pk.clone()) {
                     return Err(EngineError::Constraint(format!(
                         "duplicate primary key {} in the same statement",
                         describe_key(def, key_cell)
@@ -392,7 +429,11 @@ impl DataSink for TableSink {
         }
         crate::cold::retire::hold_lease(context.session_config());
         let _guard = self.registry.hot().lock_partition(def, &self.scope).await;
-        let keys: Vec<Vec<u8>> = writes.iter().map(|w| w.pk.clone()).collect();
+        let keys: Vec<Vec<u8>> = if events {
+            Vec::new()
+        } else {
+            writes.iter().map(|w| w.pk.clone()).collect()
+        };
         let existing = self
             .registry
             .tiers
@@ -408,8 +449,8 @@ impl DataSink for TableSink {
                 .into());
             }
         }
-        let count = writes.len() as u64;
-        self.registry.commit(def, &self.scope, writes)?;
+        // What was kept: an ephemeral stream without subscribers keeps none.
+        let count = self.registry.commit(def, &self.scope, writes)?.len() as u64;
         Ok(count)
     }
 }

@@ -16,6 +16,7 @@ use crate::error::{EngineError, Result};
 use crate::hot::{HotTier, RowWrite};
 use crate::live::LiveRouter;
 use crate::storage::{Storage, WriteOp};
+use crate::stream::Streams;
 use crate::system::SystemStores;
 use crate::table::keys::Scope;
 use crate::table::row::StoredRow;
@@ -28,6 +29,8 @@ pub(crate) struct TableRegistry {
     pub tiers: Tiers,
     /// Subscriptions fed by every commit.
     pub live: Arc<LiveRouter>,
+    /// STREAM tables' bounds: retention, `max_buffer`, eviction marks.
+    pub streams: Streams,
 }
 
 impl std::fmt::Debug for TableRegistry {
@@ -59,13 +62,16 @@ impl TableRegistry {
             let def = table_def(&table, doc)?;
             defs.insert(TableId::of(&table), Arc::new(def));
         }
+        let hot = HotTier::open(storage.clone())?;
+        let streams = Streams::open(storage, hot.current_seq())?;
         Ok(TableRegistry {
             defs: RwLock::new(defs),
             tiers: Tiers {
-                hot: HotTier::open(storage)?,
+                hot,
                 cold: Arc::new(cold),
             },
             live: Arc::new(LiveRouter::default()),
+            streams,
         })
     }
 
@@ -123,8 +129,21 @@ impl TableRegistry {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
+        if def.stream.is_some_and(|s| s.ephemeral)
+            && !self.live.has_subscribers(&def.table_id(), scope)
+        {
+            // Nobody listens: an ephemeral event is not kept at all. A
+            // resume from before it must not pass over the gap.
+            let seq = self.tiers.hot.allocate_seq()?;
+            self.streams.mark_gap(def, scope, seq)?;
+            return Ok(Vec::new());
+        }
         let commit = self.tiers.hot.commit(def, scope, writes)?;
         self.live.publish(def, scope, &commit.changes);
+        if def.stream.is_some() {
+            self.streams
+                .after_commit(def, scope, commit.changes.len() as u64)?;
+        }
         if let (Some(rows), _) = self.tiers.cold.policy(def)
             && commit.unflushed >= rows
         {
@@ -139,6 +158,21 @@ impl TableRegistry {
     pub(crate) fn drop_ops(&self, table_id: &TableId) -> Result<(Vec<WriteOp>, Vec<ColdFile>)> {
         let (mut ops, files) = self.tiers.cold.drop_cold_ops(table_id)?;
         ops.extend(self.tiers.hot.drop_counter_ops(table_id)?);
+        ops.extend(self.streams.drop_ops(table_id)?);
         Ok((ops, files))
+    }
+
+    /// Deletes STREAM events past their table's retention.
+    pub(crate) async fn sweep_streams(&self) -> Result<u64> {
+        let mut removed = 0;
+        for def in self.all().into_iter().filter(|d| d.stream.is_some()) {
+            removed += self.streams.sweep(&self.tiers.hot, &def).await?;
+        }
+        Ok(removed)
+    }
+
+    /// At a clean stop: makes STREAM events durable (see `stream.rs`).
+    pub(crate) fn persist_streams(&self) -> Result<()> {
+        self.streams.persist(&self.all())
     }
 }

@@ -123,8 +123,57 @@ impl Storage {
         Ok(out)
     }
 
+    /// At most `limit` key/value pairs whose key starts with `prefix`, in
+    /// key order.
+    pub(crate) fn scan_prefix_limit(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let handle = self.cf(cf)?;
+        let mut out = Vec::new();
+        let mut iter = self.db.raw_iterator_cf(&handle);
+        iter.seek(prefix);
+        while out.len() < limit
+            && let (Some(key), Some(value)) = (iter.key(), iter.value())
+        {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.to_vec(), value.to_vec()));
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
+    /// Visits a column family in key order; `visit` says where to go next.
+    pub(crate) fn walk(
+        &self,
+        cf: &str,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<Walk>,
+    ) -> Result<()> {
+        let handle = self.cf(cf)?;
+        let mut iter = self.db.raw_iterator_cf(&handle);
+        iter.seek_to_first();
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            match visit(key, value)? {
+                Walk::Next => iter.next(),
+                Walk::SeekTo(to) => iter.seek(&to),
+            }
+        }
+        iter.status()?;
+        Ok(())
+    }
+
     /// Applies puts and deletes over several column families atomically.
     pub(crate) fn write(&self, ops: Vec<WriteOp>) -> Result<()> {
+        self.write_with(ops, Durability::Logged)
+    }
+
+    /// [`Storage::write`] with the given durability.
+    pub(crate) fn write_with(&self, ops: Vec<WriteOp>, durability: Durability) -> Result<()> {
         let mut batch = WriteBatch::default();
         for op in ops {
             match op {
@@ -135,8 +184,40 @@ impl Storage {
                 }
             }
         }
-        Ok(self.db.write(batch)?)
+        let mut options = rocksdb::WriteOptions::default();
+        match durability {
+            Durability::Logged => {}
+            Durability::Unlogged => options.disable_wal(true),
+            Durability::Synced => options.set_sync(true),
+        }
+        Ok(self.db.write_opt(batch, &options)?)
     }
+
+    /// Writes a column family's memtable to disk (what an unlogged write
+    /// needs to survive a restart).
+    pub(crate) fn flush_cf(&self, name: &str) -> Result<()> {
+        Ok(self.db.flush_cf(&self.cf(name)?)?)
+    }
+}
+
+/// Where [`Storage::walk`] goes next.
+#[derive(Debug)]
+pub(crate) enum Walk {
+    Next,
+    /// The first key at or after this one.
+    SeekTo(Vec<u8>),
+}
+
+/// How durable a write is before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// In the write-ahead log (the default): survives a crash of the
+    /// process.
+    Logged,
+    /// Memtable only: lost in a crash unless flushed first (STREAM rows).
+    Unlogged,
+    /// In the write-ahead log and fsynced.
+    Synced,
 }
 
 /// One operation of an atomic [`Storage::write`].

@@ -65,6 +65,8 @@ pub struct Config {
     pub query_memory_bytes: usize,
     /// Bytes (Arrow, in memory) one statement's result may hold.
     pub max_result_bytes: usize,
+    /// Bytes of one STREAM table event.
+    pub max_stream_event_bytes: usize,
 }
 
 impl Default for Config {
@@ -93,6 +95,7 @@ impl Default for Config {
             max_joins: limits.max_joins,
             query_memory_bytes: limits.query_memory_bytes,
             max_result_bytes: limits.max_result_bytes,
+            max_stream_event_bytes: limits.max_stream_event_bytes,
             statement_timeout_ms: limits.statement_timeout.map_or(0, |t| t.as_millis() as u64),
         }
     }
@@ -199,6 +202,10 @@ impl Config {
             ("KALAMDB_MAX_JOINS", &mut config.max_joins),
             ("KALAMDB_QUERY_MEMORY_BYTES", &mut config.query_memory_bytes),
             ("KALAMDB_MAX_RESULT_BYTES", &mut config.max_result_bytes),
+            (
+                "KALAMDB_MAX_STREAM_EVENT_BYTES",
+                &mut config.max_stream_event_bytes,
+            ),
         ] {
             if let Some(v) = var(name) {
                 *field = parse_number(name, &v)?;
@@ -228,9 +235,10 @@ impl Config {
             || self.max_expression_depth == 0
             || self.query_memory_bytes == 0
             || self.max_result_bytes == 0
+            || self.max_stream_event_bytes == 0
         {
             return Err(invalid(
-                "max_statements/max_sql_bytes/max_subscribe_sql_bytes/max_expression_depth/query_memory_bytes/max_result_bytes",
+                "max_statements/max_sql_bytes/max_subscribe_sql_bytes/max_expression_depth/query_memory_bytes/max_result_bytes/max_stream_event_bytes",
                 "must be greater than 0",
             ));
         }
@@ -263,6 +271,7 @@ impl Config {
             max_joins: self.max_joins,
             query_memory_bytes: self.query_memory_bytes,
             max_result_bytes: self.max_result_bytes,
+            max_stream_event_bytes: self.max_stream_event_bytes,
             statement_timeout: (self.statement_timeout_ms > 0)
                 .then(|| std::time::Duration::from_millis(self.statement_timeout_ms)),
         }

@@ -136,8 +136,11 @@ async fn serve(config: Config) -> Result<(), String> {
         .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(10)))
         .await
         .map_err(|e| format!("server error: {e}"))?;
-    // Queued jobs stay queued in system.jobs and resume at the next start.
-    engine.stop_jobs().await;
+    // Queued jobs stay queued in system.jobs and resume at the next start;
+    // STREAM events still within retention are flushed to disk.
+    if let Err(e) = engine.shutdown().await {
+        tracing::warn!("shutdown: {e}");
+    }
     tracing::info!("shut down");
     drop(engine);
     Ok(())

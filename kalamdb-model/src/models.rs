@@ -160,6 +160,10 @@ pub struct Table {
     pub schema_version: i32,
     /// Hours a deleted row is kept before it is purged.
     pub deleted_retention_hours: i32,
+    /// A STREAM table's options as JSON (`retention_secs`, `ephemeral`,
+    /// `max_buffer`); absent for USER and SHARED tables.
+    #[serde(default)]
+    pub options: Option<String>,
 }
 
 /// Every version of every table's schema.

@@ -251,6 +251,13 @@ impl Engine {
     ) -> Result<u64> {
         let caller = Caller::of_session(state);
         check_write(def, &caller)?;
+        if !def.rules().mutable() {
+            return Err(EngineError::InvalidInput(format!(
+                "{} table {} takes only INSERT: its events cannot be updated or deleted; they expire after the table's retention",
+                def.kind.as_str().to_ascii_lowercase(),
+                def.table_id()
+            )));
+        }
         let scope = scope_for(def, &caller);
         let KalamStatement::Sql(statement) = split_batch(select_sql)?.remove(0).parse()? else {
             return Err(EngineError::Internal(

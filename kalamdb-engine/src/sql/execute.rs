@@ -23,11 +23,12 @@ use futures::StreamExt;
 use super::parser::{KalamStatement, StatementSource, split_batch};
 pub use super::result::{ResultColumn, StatementResult};
 use crate::cold::retire::StatementLease;
-use crate::engine::{Engine, Limits};
+use crate::engine::Engine;
 use crate::error::{EngineError, ObjectKind, Result};
 use crate::functions::CurrentUserUdf;
 use crate::json::sql_type_name;
 use crate::session::Caller;
+use crate::session::Limits;
 use crate::table::TableId;
 use kalamdb_model::{JobKind, Role};
 

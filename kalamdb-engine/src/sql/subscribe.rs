@@ -272,11 +272,29 @@ impl Engine {
         subscription: &Subscription,
         from_seq: i64,
     ) -> Result<(Vec<JsonRow>, Vec<ChangeEvent>)> {
-        let versions = self
+        let (def, scope) = (&subscription.def, &subscription.scope);
+        let too_old = || {
+            EngineError::ResumeTooOld(format!(
+                "events of {} after _seq {from_seq} are no longer retained; subscribe again without from_seq",
+                def.table_id()
+            ))
+        };
+        if def.stream.is_some() && from_seq < self.tables.streams.resume_floor(def, scope)? {
+            return Err(too_old());
+        }
+        let mut versions = self
             .tables
             .tiers
-            .versions_since(&subscription.def, &subscription.scope, from_seq)
+            .versions_since(def, scope, from_seq)
             .await?;
+        if let Some(stream) = def.stream {
+            // Expired but not yet swept: as gone as evicted.
+            let cutoff = stream.cutoff(Timestamp::now().0);
+            if versions.iter().any(|v| v.updated < cutoff) {
+                return Err(too_old());
+            }
+            versions.retain(|v| v.updated >= cutoff);
+        }
         let refs: Vec<_> = versions.iter().collect();
         let matching = matches(subscription, &refs)?;
         let mut rows = Vec::new();

@@ -1,5 +1,6 @@
 //! CREATE / DROP TABLE, SHOW TABLES, DESCRIBE TABLE for USER and SHARED tables.
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
     ColumnOption, DataType as SqlType, Expr, TableConstraint, UnaryOperator, Value as SqlValue,
@@ -14,7 +15,7 @@ use crate::engine::{Engine, LOCAL_STORAGE};
 use crate::error::{EngineError, ObjectKind, Result};
 use crate::provider::scalar_to_cell;
 use crate::session::Caller;
-use crate::table::def::FlushPolicy;
+use crate::table::def::{FlushPolicy, StreamOptions, parse_duration_secs};
 use crate::table::{ColumnSpec, ColumnType, DefaultValue, TableDef, TableId, TableKind};
 use crate::table::{SchemaDoc, schema_id};
 
@@ -260,11 +261,7 @@ impl Engine {
         require_admin(caller, "CREATE TABLE")?;
         let namespace = self.resolve_namespace(&create.name, default_namespace)?;
         let table_name = &create.name.name;
-        if create.kind == TableKind::Stream {
-            return Err(EngineError::InvalidInput(
-                "STREAM tables are not available yet; use a USER or SHARED table".into(),
-            ));
-        }
+        let stream = stream_options(create)?;
         let (columns, primary_key) = table_columns(create)?;
         let flush_interval = create.flush_interval.map(|d| d.as_secs());
         if create.flush_rows == Some(0) {
@@ -321,6 +318,7 @@ impl Engine {
                 interval_secs: flush_interval,
             },
             deleted_retention_hours: retention_hours,
+            stream,
         };
         let now = Timestamp::now();
         let doc = SchemaDoc {
@@ -338,6 +336,13 @@ impl Engine {
                 .then(|| serde_json::to_string(&def.flush_policy).unwrap_or_default()),
             schema_version: 1,
             deleted_retention_hours: retention_hours,
+            options: match &stream {
+                Some(options) => Some(
+                    serde_json::to_string(options)
+                        .map_err(|e| EngineError::Internal(e.to_string()))?,
+                ),
+                None => None,
+            },
         };
         let schema = TableSchema {
             schema_id: schema_id(&table_id, 1),
@@ -414,11 +419,13 @@ impl Engine {
                 "is_primary_key": i == def.primary_key,
             }));
         }
-        for (column, ty) in [
-            ("_seq", "BIGINT"),
-            ("_updated", "TIMESTAMP"),
-            ("_deleted", "BOOLEAN"),
-        ] {
+        let schema = def.arrow_schema();
+        for column in def.rules().system_columns() {
+            let ty = match schema.field_with_name(column).map(|f| f.data_type()) {
+                Ok(DataType::Int64) => "BIGINT",
+                Ok(DataType::Boolean) => "BOOLEAN",
+                _ => "TIMESTAMP",
+            };
             rows.push(json!({
                 "column_name": column, "data_type": ty, "is_nullable": false,
                 "column_default": null, "is_primary_key": false,
@@ -444,10 +451,114 @@ impl Engine {
                 .into_iter()
                 .filter_map(|r| r.as_object().cloned())
                 .collect(),
-            message: None,
+            message: def.stream.map(|s| {
+                format!(
+                    "STREAM table {}: retention {} s, ephemeral {}, max_buffer {}",
+                    def.table_id(),
+                    s.retention_secs,
+                    s.ephemeral,
+                    s.max_buffer
+                )
+            }),
         })
     }
 }
+
+/// A STREAM table's `WITH` options, checked; `None` for other kinds, which
+/// take no `WITH` options. Clauses about flushing or soft deletes are
+/// refused on a STREAM table: its events are never flushed or deleted.
+fn stream_options(create: &CreateTable) -> Result<Option<StreamOptions>> {
+    if create.kind != TableKind::Stream {
+        if let Some((key, _)) = create.with_options.first() {
+            return Err(EngineError::InvalidInput(format!(
+                "WITH ({key} = …) applies to STREAM tables only (retention, ephemeral, max_buffer)"
+            )));
+        }
+        return Ok(None);
+    }
+    let refuse = |clause: &str, why: &str| {
+        Err(EngineError::InvalidInput(format!(
+            "{clause} does not apply to a STREAM table: {why}"
+        )))
+    };
+    if create.flush_rows.is_some() || create.flush_interval.is_some() {
+        return refuse("FLUSH POLICY", "its events are never flushed to Parquet");
+    }
+    if create.deleted_retention.is_some() {
+        return refuse(
+            "DELETED RETENTION",
+            "its events are never deleted; they expire after the table's retention",
+        );
+    }
+    if create.location.is_some() {
+        return refuse(
+            "LOCATION REFERENCE",
+            "its events are never written to a storage location",
+        );
+    }
+    let (mut retention, mut ephemeral, mut max_buffer) =
+        (None, false, StreamOptions::DEFAULT_MAX_BUFFER);
+    for (key, value) in &create.with_options {
+        match key.to_ascii_lowercase().as_str() {
+            "retention" => {
+                let text = value.as_str().ok_or_else(|| {
+                    EngineError::InvalidInput(format!(
+                        "retention must be a quoted duration such as '10s', not {value}"
+                    ))
+                })?;
+                let secs = parse_duration_secs(text)
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| {
+                        EngineError::InvalidInput(format!(
+                            "invalid retention '{text}': use e.g. '10s', '5 minutes' or '1 hour'"
+                        ))
+                    })?;
+                if secs > MAX_STREAM_RETENTION_SECS {
+                    return Err(EngineError::InvalidInput(format!(
+                        "retention '{text}' is too long: a STREAM table keeps events for at most 7 days"
+                    )));
+                }
+                retention = Some(secs);
+            }
+            "ephemeral" => {
+                ephemeral = value.as_bool().ok_or_else(|| {
+                    EngineError::InvalidInput(format!(
+                        "ephemeral must be true or false, not {value}"
+                    ))
+                })?;
+            }
+            "max_buffer" => {
+                max_buffer = value
+                    .as_u64()
+                    .filter(|n| (1..=StreamOptions::MAX_MAX_BUFFER).contains(n))
+                    .ok_or_else(|| {
+                        EngineError::InvalidInput(format!(
+                            "max_buffer must be a whole number from 1 to {}, not {value}",
+                            StreamOptions::MAX_MAX_BUFFER
+                        ))
+                    })?;
+            }
+            other => {
+                return Err(EngineError::InvalidInput(format!(
+                    "unknown STREAM table option {other}: use retention, ephemeral or max_buffer"
+                )));
+            }
+        }
+    }
+    let retention_secs = retention.ok_or_else(|| {
+        EngineError::InvalidInput(
+            "a STREAM table needs WITH (retention = '…'), e.g. retention = '10s'".into(),
+        )
+    })?;
+    Ok(Some(StreamOptions {
+        retention_secs,
+        ephemeral,
+        max_buffer,
+    }))
+}
+
+/// The longest retention a STREAM table may have.
+const MAX_STREAM_RETENTION_SECS: u64 = 7 * 86_400;
 
 pub(crate) fn table_not_found(table_id: &TableId) -> EngineError {
     EngineError::not_found(ObjectKind::Table, table_id.to_string())

@@ -170,6 +170,33 @@ pub struct TableDef {
     #[serde(default)]
     pub flush_policy: FlushPolicy,
     pub deleted_retention_hours: i32,
+    /// A STREAM table's options.
+    #[serde(default)]
+    pub stream: Option<StreamOptions>,
+}
+
+/// `WITH (retention = '10s', ephemeral = true, max_buffer = 10000)` of a
+/// STREAM table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamOptions {
+    /// Events older than this are gone from every read.
+    pub retention_secs: u64,
+    /// Events written while the user has no subscription are not kept.
+    pub ephemeral: bool,
+    /// Events one partition (user) holds at most; the oldest go first.
+    pub max_buffer: u64,
+}
+
+impl StreamOptions {
+    /// Default of `max_buffer`.
+    pub(crate) const DEFAULT_MAX_BUFFER: u64 = 10_000;
+    /// Largest `max_buffer` accepted.
+    pub(crate) const MAX_MAX_BUFFER: u64 = 1_000_000;
+
+    /// Commit time (µs) below which an event is past retention at `now`.
+    pub(crate) fn cutoff(&self, now_micros: i64) -> i64 {
+        now_micros.saturating_sub((self.retention_secs as i64).saturating_mul(1_000_000))
+    }
 }
 
 impl TableDef {
@@ -258,6 +285,12 @@ pub(crate) fn table_def(table: &kalamdb_model::Table, doc: SchemaDoc) -> Result<
         storage_location: table.storage_location.clone(),
         flush_policy,
         deleted_retention_hours: table.deleted_retention_hours,
+        stream: match &table.options {
+            Some(options) => Some(serde_json::from_str(options).map_err(|e| {
+                EngineError::Internal(format!("corrupt options of {}: {e}", table.table_id))
+            })?),
+            None => None,
+        },
     })
 }
 

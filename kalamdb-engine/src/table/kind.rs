@@ -28,6 +28,18 @@ pub trait KindRules: Send + Sync {
 
     /// Whether rows move to Parquet (flush, compaction, cleanup jobs).
     fn flushes(&self) -> bool;
+
+    /// Whether rows are keyed by their `_seq` (an append-only log of
+    /// events: no key lookups, no duplicate-key check, oldest first)
+    /// instead of their primary key.
+    fn keyed_by_sequence(&self) -> bool {
+        false
+    }
+
+    /// Whether UPDATE and DELETE apply.
+    fn mutable(&self) -> bool {
+        true
+    }
 }
 
 /// The rules of `kind`.
@@ -35,9 +47,7 @@ pub(crate) fn rules(kind: TableKind) -> &'static dyn KindRules {
     match kind {
         TableKind::User => &UserRules,
         TableKind::Shared => &SharedRules,
-        // Not creatable yet (CREATE TABLE refuses it); until its own rules
-        // land it would behave as a SHARED table.
-        TableKind::Stream => &SharedRules,
+        TableKind::Stream => &StreamRules,
     }
 }
 
@@ -92,6 +102,41 @@ impl KindRules for SharedRules {
 
     fn flushes(&self) -> bool {
         true
+    }
+}
+
+/// One partition per user like USER tables, keyed by `_seq` within it:
+/// `len(user_id) as u16 BE ‖ user_id ‖ _seq`. Events are never flushed,
+/// updated or deleted; they expire (`stream.rs`).
+struct StreamRules;
+
+impl KindRules for StreamRules {
+    fn partition(&self, caller: &Caller) -> Scope {
+        UserRules.partition(caller)
+    }
+
+    fn split_key(&self, key: &[u8]) -> Option<(Scope, Vec<u8>)> {
+        UserRules.split_key(key)
+    }
+
+    fn min_writer(&self) -> Role {
+        Role::User
+    }
+
+    fn system_columns(&self) -> &'static [&'static str] {
+        &[SEQ_COLUMN]
+    }
+
+    fn flushes(&self) -> bool {
+        false
+    }
+
+    fn keyed_by_sequence(&self) -> bool {
+        true
+    }
+
+    fn mutable(&self) -> bool {
+        false
     }
 }
 

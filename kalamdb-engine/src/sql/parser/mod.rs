@@ -420,13 +420,17 @@ fn parse_options(parser: &mut Parser) -> PResult<Vec<(String, serde_json::Value)
     let options = parser.parse_comma_separated(|p| {
         let key = p.parse_identifier()?.value;
         p.expect_token(&Token::Eq)?;
+        let negative = p.consume_token(&Token::Minus);
         let token = p.next_token();
         let value = match &token.token {
-            Token::SingleQuotedString(s) => serde_json::Value::String(s.clone()),
-            Token::Number(n, _) => serde_json::from_str(n)
-                .map_err(|_| ParserError::ParserError(format!("invalid number {n}")))?,
-            Token::Word(w) if w.value.eq_ignore_ascii_case("true") => true.into(),
-            Token::Word(w) if w.value.eq_ignore_ascii_case("false") => false.into(),
+            Token::SingleQuotedString(s) if !negative => serde_json::Value::String(s.clone()),
+            Token::Number(n, _) => {
+                let text = if negative { format!("-{n}") } else { n.clone() };
+                serde_json::from_str(&text)
+                    .map_err(|_| ParserError::ParserError(format!("invalid number {text}")))?
+            }
+            Token::Word(w) if !negative && w.value.eq_ignore_ascii_case("true") => true.into(),
+            Token::Word(w) if !negative && w.value.eq_ignore_ascii_case("false") => false.into(),
             _ => return p.expected("a string, number or boolean option value", token),
         };
         Ok((key, value))
