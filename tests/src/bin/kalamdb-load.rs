@@ -78,7 +78,8 @@ fn parse_args() -> Args {
                 println!(
                     "kalamdb-load [--spawn | --url URL] [--user U] [--password P] [--sql SQL] [--setup SQL] [--requests N] [--concurrency C] [--warmup N]\n\
                      kalamdb-load --spawn --scenario users [--users 1000] [--rows 100000] [--requests N]: USER-table insert and point-lookup latency, and insert throughput with 16 clients\n\
-                     kalamdb-load --spawn --scenario live [--requests N]: commit-to-delivery latency with 1, 1000 and 10000 subscribers, and a SHARED-table fan-out"
+                     kalamdb-load --spawn --scenario live [--requests N]: commit-to-delivery latency with 1, 1000 and 10000 subscribers, and a SHARED-table fan-out\n\
+                     kalamdb-load --spawn --scenario stream [--requests N]: STREAM-table INSERT-to-delivery latency with 0 and 10000 idle subscriptions of other users, and events/s from one writer to one subscriber"
                 );
                 std::process::exit(0);
             }
@@ -100,7 +101,8 @@ async fn main() {
     match args.scenario.as_deref() {
         Some("users") => return users_scenario(&args).await,
         Some("live") => return live_scenario(&args).await,
-        Some(other) => panic!("unknown scenario {other}; use users or live"),
+        Some("stream") => return stream_scenario(&args).await,
+        Some(other) => panic!("unknown scenario {other}; use users, live or stream"),
         None => {}
     }
     let server = args.spawn.then(TestServer::start);
@@ -581,6 +583,150 @@ async fn live_scenario(args: &Args) {
             );
         }
     }
+    drop(server);
+}
+
+/// Reads change messages; sends, per delivered row, the time since its
+/// `sent` column (the writer's clock, same machine) and the row count.
+fn spawn_event_reader(
+    mut ws: Ws,
+    latencies: tokio::sync::mpsc::UnboundedSender<(Duration, usize)>,
+) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = ws.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let received = now_micros();
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            match value["type"].as_str() {
+                Some("change") => {
+                    let rows = value["rows"].as_array().map_or(0, |r| r.len());
+                    let sent: i64 = value["rows"][0]["sent"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(received);
+                    let latency = Duration::from_micros((received - sent).max(0) as u64);
+                    let _ = latencies.send((latency, rows));
+                }
+                Some("error") => panic!("subscriber got {value}"),
+                _ => {}
+            }
+        }
+    });
+}
+
+/// `--scenario stream`: a STREAM table. INSERT-to-delivery latency (from the
+/// writer's clock before it sends the INSERT to the subscriber reading the
+/// change) with no other subscriptions and with 10,000 idle subscriptions of
+/// other users on the same table; then how many events per second one
+/// writer pushes to one subscriber with 500-row INSERTs.
+async fn stream_scenario(args: &Args) {
+    let server = args.spawn.then(TestServer::start);
+    let base = server
+        .as_ref()
+        .map(|s| s.base_url.clone())
+        .or(args.url.clone())
+        .expect("--spawn or --url");
+    let api = Arc::new(Api {
+        client: reqwest::Client::new(),
+        base: base.clone(),
+    });
+    let root = api.login(&args.user, &args.password).await;
+    api.must(&root, "CREATE NAMESPACE IF NOT EXISTS streamtest; CREATE STREAM TABLE IF NOT EXISTS streamtest.events (room INT, sent BIGINT, body TEXT) WITH (retention = '1 minute', max_buffer = 1000000); CREATE USER IF NOT EXISTS 'writer' WITH PASSWORD 'pw' ROLE user".into()).await;
+    let writer = api.login("writer", "pw").await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut ws = ws_connect(&base, &writer).await;
+    ws_subscribe(&mut ws, "e", "SELECT sent, body FROM streamtest.events").await;
+    spawn_event_reader(ws, tx);
+    let mut idle = Vec::new();
+    for idle_subscriptions in [0usize, 10_000] {
+        // Other users' subscriptions on the same table: 100 per connection.
+        while idle.len() * 100 < idle_subscriptions {
+            let name = format!("idle{}", idle.len());
+            api.must(
+                &root,
+                format!("CREATE USER IF NOT EXISTS '{name}' WITH PASSWORD 'pw' ROLE user"),
+            )
+            .await;
+            let token = api.login(&name, "pw").await;
+            let mut ws = ws_connect(&base, &token).await;
+            for k in 0..100 {
+                ws_subscribe(
+                    &mut ws,
+                    &format!("i{k}"),
+                    &format!("SELECT sent FROM streamtest.events WHERE room = {k}"),
+                )
+                .await;
+            }
+            idle.push(ws);
+        }
+        let writes = args.requests.min(2_000);
+        let mut samples = Vec::with_capacity(writes);
+        let wall = Instant::now();
+        for _ in 0..writes {
+            api.must(
+                &writer,
+                format!(
+                    "INSERT INTO streamtest.events (room, sent, body) VALUES (1, {}, 'x')",
+                    now_micros()
+                ),
+            )
+            .await;
+            let (latency, _) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("delivery within 10 s")
+                .unwrap();
+            samples.push(latency);
+        }
+        report(
+            &format!(
+                "STREAM INSERT-to-delivery, {idle_subscriptions} idle subscriptions of other users"
+            ),
+            samples,
+            wall.elapsed(),
+            0,
+        );
+    }
+    // Throughput: 500-row INSERTs, one after another, for about 5 s.
+    let batch = 500usize;
+    let body = "y".repeat(32);
+    let wall = Instant::now();
+    let mut sent_events = 0usize;
+    let mut received = 0usize;
+    while wall.elapsed() < Duration::from_secs(5) {
+        let now = now_micros();
+        let values: Vec<String> = (0..batch)
+            .map(|_| format!("(2, {now}, '{body}')"))
+            .collect();
+        api.must(
+            &writer,
+            format!(
+                "INSERT INTO streamtest.events (room, sent, body) VALUES {}",
+                values.join(", ")
+            ),
+        )
+        .await;
+        sent_events += batch;
+        while let Ok((_, rows)) = rx.try_recv() {
+            received += rows;
+        }
+    }
+    while received < sent_events {
+        let (_, rows) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("every event delivered")
+            .unwrap();
+        received += rows;
+    }
+    let elapsed = wall.elapsed().as_secs_f64();
+    println!(
+        "STREAM one writer -> one subscriber, {batch}-row INSERTs: {received} events in {elapsed:.2} s = {:.0} events/s",
+        received as f64 / elapsed
+    );
+    drop(idle);
     drop(server);
 }
 
