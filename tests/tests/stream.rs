@@ -185,6 +185,23 @@ async fn each_user_sees_only_their_own_stream() {
         )
         .await;
     assert_eq!(states(&theirs), ["bob typing"]);
+    // The tricks the USER-table tests try: joins, unions, subqueries,
+    // aggregates all see only the caller's own events.
+    for sql in [
+        "SELECT a.state FROM app.typing a JOIN app.typing b ON a.room = b.room",
+        "SELECT state FROM app.typing UNION ALL SELECT state FROM app.typing WHERE 1 = 1",
+        "SELECT state FROM app.typing WHERE id IN (SELECT id FROM app.typing)",
+    ] {
+        let rows = server.query_ok(&bob, sql).await;
+        assert!(
+            states(&rows).iter().all(|s| s == "bob typing"),
+            "{sql}: {rows:?}"
+        );
+    }
+    let count = server
+        .query_ok(&bob, "SELECT count(*) AS n FROM app.typing")
+        .await;
+    assert_eq!(count[0]["n"], "1");
     // Root reads its own (empty) partition, and a plain user cannot
     // impersonate anyone.
     assert!(

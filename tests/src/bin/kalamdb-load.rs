@@ -665,8 +665,10 @@ async fn stream_scenario(args: &Args) {
         }
         let writes = args.requests.min(2_000);
         let mut samples = Vec::with_capacity(writes);
+        let mut inserts = Vec::with_capacity(writes);
         let wall = Instant::now();
         for _ in 0..writes {
+            let started = Instant::now();
             api.must(
                 &writer,
                 format!(
@@ -675,6 +677,7 @@ async fn stream_scenario(args: &Args) {
                 ),
             )
             .await;
+            inserts.push(started.elapsed());
             let (latency, _) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
                 .await
                 .expect("delivery within 10 s")
@@ -686,6 +689,12 @@ async fn stream_scenario(args: &Args) {
                 "STREAM INSERT-to-delivery, {idle_subscriptions} idle subscriptions of other users"
             ),
             samples,
+            wall.elapsed(),
+            0,
+        );
+        report(
+            &format!("STREAM one-row INSERT round trip, {idle_subscriptions} idle subscriptions"),
+            inserts,
             wall.elapsed(),
             0,
         );
