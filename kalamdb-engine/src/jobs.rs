@@ -98,7 +98,7 @@ impl Engine {
         if let Some(mut receiver) = receiver {
             let engine = self.clone();
             let stop = self.jobs.stop.clone();
-            self.jobs.tasks.spawn(async move {
+            let task = tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         biased;
@@ -110,13 +110,14 @@ impl Engine {
                     }
                 }
             });
+            self.jobs.tasks.lock().push(task);
         }
 
         let requests = self.jobs.flush_requests.lock().take();
         if let Some(mut requests) = requests {
             let engine = self.clone();
             let stop = self.jobs.stop.clone();
-            self.jobs.tasks.spawn(async move {
+            let task = tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => break,
@@ -133,11 +134,12 @@ impl Engine {
                     }
                 }
             });
+            self.jobs.tasks.lock().push(task);
         }
 
         let engine = self.clone();
         let stop = self.jobs.stop.clone();
-        self.jobs.tasks.spawn(async move {
+        let task = tokio::spawn(async move {
             let mut last_flush: HashMap<TableId, Instant> = HashMap::new();
             let mut last_cleanup = Instant::now();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -158,6 +160,7 @@ impl Engine {
                 }
             }
         });
+        self.jobs.tasks.lock().push(task);
         Ok(())
     }
 
@@ -166,8 +169,10 @@ impl Engine {
     /// `system.jobs` and run after the next start.
     pub async fn stop_jobs(&self) {
         self.jobs.stop.cancel();
-        self.jobs.tasks.close();
-        self.jobs.tasks.wait().await;
+        let tasks = std::mem::take(&mut *self.jobs.tasks.lock());
+        for task in tasks {
+            let _ = task.await;
+        }
     }
 
     /// Stops the jobs and makes what is only in memory durable (STREAM

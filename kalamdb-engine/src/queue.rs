@@ -9,7 +9,6 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::cold::FlushRequest;
 use crate::table::TableId;
@@ -56,7 +55,7 @@ pub(crate) struct Jobs {
     pub(crate) stop: CancellationToken,
     pub(crate) started: AtomicBool,
     /// Those three tasks, awaited by `stop_jobs`.
-    pub(crate) tasks: TaskTracker,
+    pub(crate) tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -79,7 +78,7 @@ impl Jobs {
             pending: Mutex::new(HashSet::new()),
             stop: CancellationToken::new(),
             started: AtomicBool::new(false),
-            tasks: TaskTracker::new(),
+            tasks: Mutex::new(Vec::new()),
         }
     }
 }
