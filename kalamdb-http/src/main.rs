@@ -10,7 +10,9 @@ use clap::Parser;
 use kalamdb_engine::{Engine, EngineConfig};
 use kalamdb_http::token::TokenIssuer;
 use kalamdb_http::{AppState, Config, HttpOptions};
-use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::http::uri::Scheme;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::web::{LocalAddr, RemoteAddr};
 
 #[derive(Debug, Parser)]
 #[command(name = "kalamdb-server", version, about = "KalamDB SQL server")]
@@ -119,10 +121,12 @@ async fn serve(config: Config) -> Result<(), String> {
     );
 
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
-    let acceptor = TcpListener::bind(addr)
-        .into_acceptor()
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let acceptor = NoDelay(
+        TcpListener::bind(addr)
+            .into_acceptor()
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+    );
     let bound = acceptor
         .local_addr()
         .into_iter()
@@ -144,6 +148,28 @@ async fn serve(config: Config) -> Result<(), String> {
     tracing::info!("shut down");
     drop(engine);
     Ok(())
+}
+
+/// Accepts TCP connections with Nagle's algorithm off. A WebSocket writes
+/// small messages back to back (`subscribed` then `initial_data`, change
+/// after change); with Nagle on, each one after the first waits for the
+/// client's delayed ACK, about 40 ms on Linux.
+struct NoDelay(TcpAcceptor);
+
+impl Acceptor for NoDelay {
+    type Io = tokio::net::TcpStream;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(&mut self) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
+        let (io, local, remote, scheme) = self.0.accept().await?;
+        if let Err(e) = io.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        Ok((io, local, remote, scheme))
+    }
 }
 
 async fn shutdown_signal() {
