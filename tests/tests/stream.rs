@@ -127,6 +127,10 @@ async fn ddl_options_and_bad_input() {
         ),
         ("FLUSH TABLE app.typing", "never flushed"),
         (
+            "ALTER TABLE app.typing ADD COLUMN mood TEXT",
+            "schema of stream table app.typing cannot be altered",
+        ),
+        (
             "UPDATE app.typing SET state = 'x'",
             "cannot be updated or deleted",
         ),

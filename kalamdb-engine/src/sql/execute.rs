@@ -283,6 +283,11 @@ impl Engine {
                 Statement::Insert(insert) => self.run_insert(state, insert, params, namespace).await,
                 Statement::Update(update) => self.run_update(state, update, params, namespace).await,
                 Statement::Delete(delete) => self.run_delete(state, delete, params, namespace).await,
+                Statement::AlterTable(alter) => {
+                    self.refuse_stream_alter(&alter.name, namespace)?;
+                    self.run_datafusion(state, Statement::AlterTable(alter), params)
+                        .await
+                }
                 other => self.run_datafusion(state, other, params).await,
             },
         }

@@ -1,15 +1,17 @@
-//! CREATE / DROP TABLE, SHOW TABLES, DESCRIBE TABLE for USER and SHARED tables.
+//! CREATE / DROP TABLE, SHOW TABLES, DESCRIBE TABLE for USER, SHARED and
+//! STREAM tables.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, DataType as SqlType, Expr, TableConstraint, UnaryOperator, Value as SqlValue,
+    ColumnOption, DataType as SqlType, Expr, ObjectName, TableConstraint, UnaryOperator,
+    Value as SqlValue,
 };
 use kalamdb_model::{Table, TableSchema, Timestamp};
 use serde_json::{Value, json};
 
 use super::namespaces::{namespace_not_found, require_admin};
-use super::parser::{CreateTable, TableRef};
+use super::parser::{CreateTable, TableRef, table_ref};
 use super::result::{ResultColumn, StatementResult};
 use crate::engine::{Engine, LOCAL_STORAGE};
 use crate::error::{EngineError, ObjectKind, Result};
@@ -396,6 +398,28 @@ impl Engine {
             1,
             format!("table {table_id} dropped"),
         ))
+    }
+
+    /// A STREAM table's schema never changes: its events are short-lived,
+    /// so a new shape is a new table.
+    pub(crate) fn refuse_stream_alter(
+        &self,
+        name: &ObjectName,
+        default_namespace: Option<&str>,
+    ) -> Result<()> {
+        let Ok(name) = table_ref(name) else {
+            return Ok(());
+        };
+        let Ok(namespace) = self.resolve_namespace(&name, default_namespace) else {
+            return Ok(());
+        };
+        match self.tables.get(&namespace, &name.name) {
+            Some(def) if def.stream.is_some() => Err(EngineError::InvalidInput(format!(
+                "the schema of stream table {} cannot be altered: its events are short-lived; create a new stream table (or DROP and re-create this one)",
+                def.table_id()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// `DESCRIBE TABLE`: one row per column, system columns last.

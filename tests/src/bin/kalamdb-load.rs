@@ -637,6 +637,40 @@ async fn stream_scenario(args: &Args) {
     let root = api.login(&args.user, &args.password).await;
     api.must(&root, "CREATE NAMESPACE IF NOT EXISTS streamtest; CREATE STREAM TABLE IF NOT EXISTS streamtest.events (room INT, sent BIGINT, body TEXT) WITH (retention = '1 minute', max_buffer = 1000000); CREATE USER IF NOT EXISTS 'writer' WITH PASSWORD 'pw' ROLE user".into()).await;
     let writer = api.login("writer", "pw").await;
+    // A STREAM write against a USER-table write, nobody subscribed,
+    // interleaved so both see the same machine.
+    api.must(&root, "CREATE USER TABLE IF NOT EXISTS streamtest.items (id BIGINT PRIMARY KEY, sent BIGINT, body TEXT)".into()).await;
+    let writes = args.requests.min(2_000);
+    let (mut stream_writes, mut user_writes) = (Vec::new(), Vec::new());
+    let wall = Instant::now();
+    for i in 0..writes {
+        let started = Instant::now();
+        api.must(
+            &writer,
+            format!("INSERT INTO streamtest.events (room, sent, body) VALUES (0, {i}, 'x')"),
+        )
+        .await;
+        stream_writes.push(started.elapsed());
+        let started = Instant::now();
+        api.must(
+            &writer,
+            format!("INSERT INTO streamtest.items (id, sent, body) VALUES ({i}, {i}, 'x')"),
+        )
+        .await;
+        user_writes.push(started.elapsed());
+    }
+    report(
+        "one-row INSERT round trip, nobody subscribed: STREAM table",
+        stream_writes,
+        wall.elapsed(),
+        0,
+    );
+    report(
+        "one-row INSERT round trip, nobody subscribed: USER table",
+        user_writes,
+        wall.elapsed(),
+        0,
+    );
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut ws = ws_connect(&base, &writer).await;
     ws_subscribe(&mut ws, "e", "SELECT sent, body FROM streamtest.events").await;
