@@ -373,20 +373,7 @@ fn write_private_file(path: &Path, contents: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Caller, SqlRequest};
-
-    async fn run(engine: &Engine, sql: &str) {
-        let outcome = engine
-            .execute(
-                &Caller::internal(),
-                SqlRequest {
-                    sql: sql.into(),
-                    ..Default::default()
-                },
-            )
-            .await;
-        assert!(outcome.error.is_none(), "{sql}: {:?}", outcome.error);
-    }
+    use crate::testing::run;
 
     #[tokio::test]
     async fn user_ids_are_never_reused_and_old_directories_get_a_name_index() {

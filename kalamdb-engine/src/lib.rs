@@ -34,6 +34,9 @@ pub(crate) mod system;
 pub(crate) mod table;
 pub(crate) mod tiers;
 
+#[cfg(test)]
+mod testing;
+
 pub use cold::ColdConfig;
 pub use engine::{Bootstrap, Engine, EngineConfig};
 pub use error::{EngineError, ErrorKind, ObjectKind, Result};

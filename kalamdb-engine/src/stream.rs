@@ -204,20 +204,8 @@ impl Streams {
 mod tests {
     use crate::keyspace::Keyspace;
     use crate::table::keys::Scope;
-    use crate::{Caller, Engine, EngineConfig, SqlRequest};
-
-    async fn run(engine: &Engine, sql: &str) {
-        let outcome = engine
-            .execute(
-                &Caller::internal(),
-                SqlRequest {
-                    sql: sql.into(),
-                    ..Default::default()
-                },
-            )
-            .await;
-        assert!(outcome.error.is_none(), "{sql}: {:?}", outcome.error);
-    }
+    use crate::testing::run;
+    use crate::{Engine, EngineConfig};
 
     #[tokio::test]
     async fn the_sweep_deletes_expired_events_and_moves_the_resume_floor() {

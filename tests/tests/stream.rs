@@ -42,6 +42,18 @@ fn states(rows: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// Inserts one event per state into the caller's stream, one statement each.
+async fn insert_states(server: &TestServer, token: &str, states: impl IntoIterator<Item = String>) {
+    for state in states {
+        server
+            .query_ok(
+                token,
+                &format!("INSERT INTO app.typing (room, state) VALUES ('r', '{state}')"),
+            )
+            .await;
+    }
+}
+
 async fn subscribe(socket: &mut Socket, options: Value) -> Value {
     send(
         socket,
@@ -245,14 +257,7 @@ async fn each_user_sees_only_their_own_stream() {
 #[tokio::test]
 async fn events_expire_at_retention_and_buffers_hold_max_buffer() {
     let (server, root, alice, _) = setup("retention = '2s', max_buffer = 3").await;
-    for i in 0..5 {
-        server
-            .query_ok(
-                &alice,
-                &format!("INSERT INTO app.typing (room, state) VALUES ('r', 's{i}')"),
-            )
-            .await;
-    }
+    insert_states(&server, &alice, (0..5).map(|i| format!("s{i}"))).await;
     let rows = server
         .query_ok(&alice, "SELECT state FROM app.typing ORDER BY _seq")
         .await;
@@ -355,14 +360,7 @@ async fn resume_within_retention_and_beyond_it() {
     let seq = subscribed["seq"].as_str().unwrap().to_string();
     next(&mut ws).await;
     drop(ws);
-    for i in 0..3 {
-        server
-            .query_ok(
-                &alice,
-                &format!("INSERT INTO app.typing (room, state) VALUES ('r', 'e{i}')"),
-            )
-            .await;
-    }
+    insert_states(&server, &alice, (0..3).map(|i| format!("e{i}"))).await;
     // Within what is kept: every event since `seq`, in order.
     let mut ws = connect(&server, Some(&alice)).await;
     assert_eq!(
@@ -375,14 +373,7 @@ async fn resume_within_retention_and_beyond_it() {
     );
     drop(ws);
     // Beyond it: max_buffer evicted events after `seq`.
-    for i in 3..10 {
-        server
-            .query_ok(
-                &alice,
-                &format!("INSERT INTO app.typing (room, state) VALUES ('r', 'e{i}')"),
-            )
-            .await;
-    }
+    insert_states(&server, &alice, (3..10).map(|i| format!("e{i}"))).await;
     let mut ws = connect(&server, Some(&alice)).await;
     let reply = subscribe(&mut ws, json!({"from_seq": seq})).await;
     assert_eq!(reply["type"], "error", "{reply}");

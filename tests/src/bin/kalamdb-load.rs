@@ -251,16 +251,7 @@ impl Api {
 /// random users, each with their own token) and INSERT throughput with 16
 /// concurrent clients.
 async fn users_scenario(args: &Args) {
-    let server = args.spawn.then(TestServer::start);
-    let base = server
-        .as_ref()
-        .map(|s| s.base_url.clone())
-        .or(args.url.clone())
-        .expect("--spawn or --url");
-    let api = Arc::new(Api {
-        client: reqwest::Client::new(),
-        base,
-    });
+    let (server, _, api) = target(args);
     let root = api.login(&args.user, &args.password).await;
     let started = Instant::now();
     api.must(&root, "CREATE NAMESPACE IF NOT EXISTS loadtest; CREATE USER TABLE IF NOT EXISTS loadtest.items (id BIGINT PRIMARY KEY, body TEXT, n INT); CREATE USER IF NOT EXISTS 'loader' WITH PASSWORD 'loader-pw' ROLE service".into()).await;
@@ -444,8 +435,9 @@ async fn ws_subscribe(ws: &mut Ws, id: &str, sql: &str) {
     }
 }
 
-/// Reads change messages until `expected` arrived; sends each latency.
-fn spawn_reader(mut ws: Ws, latencies: tokio::sync::mpsc::UnboundedSender<Duration>) {
+/// Reads a socket's messages; calls `on_change` with each `change` and the
+/// time (µs) it was read. An `error` message ends the run.
+fn spawn_change_reader(mut ws: Ws, on_change: impl Fn(&serde_json::Value, i64) + Send + 'static) {
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     tokio::spawn(async move {
@@ -455,11 +447,21 @@ fn spawn_reader(mut ws: Ws, latencies: tokio::sync::mpsc::UnboundedSender<Durati
             };
             let received = now_micros();
             let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if value["type"] == "change" {
-                let commit = commit_micros(&value["rows"][0]);
-                let _ = latencies.send(Duration::from_micros((received - commit).max(0) as u64));
+            match value["type"].as_str() {
+                Some("change") => on_change(&value, received),
+                Some("error") => panic!("subscriber got {value}"),
+                _ => {}
             }
         }
+    });
+}
+
+/// Sends the commit-to-delivery latency of each change (from the row's
+/// `_updated`).
+fn spawn_reader(ws: Ws, latencies: tokio::sync::mpsc::UnboundedSender<Duration>) {
+    spawn_change_reader(ws, move |change, received| {
+        let commit = commit_micros(&change["rows"][0]);
+        let _ = latencies.send(Duration::from_micros((received - commit).max(0) as u64));
     });
 }
 
@@ -469,16 +471,7 @@ fn spawn_reader(mut ws: Ws, latencies: tokio::sync::mpsc::UnboundedSender<Durati
 /// write matching exactly one subscriber; then a SHARED-table insert fanned
 /// out to every connection.
 async fn live_scenario(args: &Args) {
-    let server = args.spawn.then(TestServer::start);
-    let base = server
-        .as_ref()
-        .map(|s| s.base_url.clone())
-        .or(args.url.clone())
-        .expect("--spawn or --url");
-    let api = Arc::new(Api {
-        client: reqwest::Client::new(),
-        base: base.clone(),
-    });
+    let (server, base, api) = target(args);
     let root = api.login(&args.user, &args.password).await;
     api.must(&root, "CREATE NAMESPACE IF NOT EXISTS livetest; CREATE USER TABLE IF NOT EXISTS livetest.items (id BIGINT PRIMARY KEY, room INT, body TEXT); CREATE SHARED TABLE IF NOT EXISTS livetest.feed (id BIGINT PRIMARY KEY, body TEXT)".into()).await;
     let per_connection = 100usize;
@@ -586,35 +579,17 @@ async fn live_scenario(args: &Args) {
     drop(server);
 }
 
-/// Reads change messages; sends, per delivered row, the time since its
-/// `sent` column (the writer's clock, same machine) and the row count.
-fn spawn_event_reader(
-    mut ws: Ws,
-    latencies: tokio::sync::mpsc::UnboundedSender<(Duration, usize)>,
-) {
-    use futures::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    tokio::spawn(async move {
-        while let Some(Ok(message)) = ws.next().await {
-            let Message::Text(text) = message else {
-                continue;
-            };
-            let received = now_micros();
-            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-            match value["type"].as_str() {
-                Some("change") => {
-                    let rows = value["rows"].as_array().map_or(0, |r| r.len());
-                    let sent: i64 = value["rows"][0]["sent"]
-                        .as_str()
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(received);
-                    let latency = Duration::from_micros((received - sent).max(0) as u64);
-                    let _ = latencies.send((latency, rows));
-                }
-                Some("error") => panic!("subscriber got {value}"),
-                _ => {}
-            }
-        }
+/// Sends, per change, the time since its first row's `sent` column (the
+/// writer's clock, same machine) and its row count.
+fn spawn_event_reader(ws: Ws, latencies: tokio::sync::mpsc::UnboundedSender<(Duration, usize)>) {
+    spawn_change_reader(ws, move |change, received| {
+        let rows = change["rows"].as_array().map_or(0, |r| r.len());
+        let sent: i64 = change["rows"][0]["sent"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(received);
+        let latency = Duration::from_micros((received - sent).max(0) as u64);
+        let _ = latencies.send((latency, rows));
     });
 }
 
@@ -624,16 +599,7 @@ fn spawn_event_reader(
 /// other users on the same table; then how many events per second one
 /// writer pushes to one subscriber with 500-row INSERTs.
 async fn stream_scenario(args: &Args) {
-    let server = args.spawn.then(TestServer::start);
-    let base = server
-        .as_ref()
-        .map(|s| s.base_url.clone())
-        .or(args.url.clone())
-        .expect("--spawn or --url");
-    let api = Arc::new(Api {
-        client: reqwest::Client::new(),
-        base: base.clone(),
-    });
+    let (server, base, api) = target(args);
     let root = api.login(&args.user, &args.password).await;
     api.must(&root, "CREATE NAMESPACE IF NOT EXISTS streamtest; CREATE STREAM TABLE IF NOT EXISTS streamtest.events (room INT, sent BIGINT, body TEXT) WITH (retention = '1 minute', max_buffer = 1000000); CREATE USER IF NOT EXISTS 'writer' WITH PASSWORD 'pw' ROLE user".into()).await;
     let writer = api.login("writer", "pw").await;
@@ -771,6 +737,22 @@ async fn stream_scenario(args: &Args) {
     );
     drop(idle);
     drop(server);
+}
+
+/// The server a scenario loads (spawned, or at `--url`), its base URL and
+/// an API client for it.
+fn target(args: &Args) -> (Option<TestServer>, String, Arc<Api>) {
+    let server = args.spawn.then(TestServer::start);
+    let base = server
+        .as_ref()
+        .map(|s| s.base_url.clone())
+        .or(args.url.clone())
+        .expect("--spawn or --url");
+    let api = Arc::new(Api {
+        client: reqwest::Client::new(),
+        base: base.clone(),
+    });
+    (server, base, api)
 }
 
 /// Collects the latency samples and error counts of load workers.
