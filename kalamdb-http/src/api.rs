@@ -312,6 +312,9 @@ impl SqlApi {
     ///
     /// Runs one or more statements as the authenticated user. On failure the
     /// error names the failed statement and `results` holds those that ran.
+    /// With `Accept: application/vnd.apache.arrow.stream` a successful batch
+    /// returns the last statement's result as an Arrow IPC stream instead;
+    /// errors stay JSON.
     #[oai(path = "/api/sql", method = "post", operation_id = "executeSql")]
     async fn execute(
         &self,
@@ -320,37 +323,47 @@ impl SqlApi {
         body: Json<SqlRequestBody>,
     ) -> Result<SqlOk, ApiError> {
         let started = Instant::now();
-        let body = body.0;
-        let request = SqlRequest {
-            sql: body.sql,
-            params: body
-                .params
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| p.0)
-                .collect(),
-            namespace: body.namespace,
-        };
-        let outcome = state.engine.execute(&auth.0, request).await;
-        let results: Vec<SqlResult> = outcome.results.into_iter().map(SqlResult::from).collect();
-        let execution_time_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match outcome.error {
-            None => Ok(SqlOk::Ok(Json(SqlResponse {
-                status: "success".into(),
-                results,
-                execution_time_ms,
-            }))),
-            Some(failure) => {
-                let status = status_of(&failure.error);
-                if status.is_server_error() {
-                    tracing::error!("server fault running SQL: {}", failure.error);
-                }
-                let mut body = ErrorResponse::new(failure.error.code(), failure.error.to_string());
-                body.error.statement = failure.statement;
-                body.results = results;
-                body.execution_time_ms = execution_time_ms;
-                Err(ApiError::with_status(status, body))
-            }
-        }
+        let results = run_sql(&state, &auth.0, body.0, false, started).await?;
+        Ok(SqlOk::Ok(Json(SqlResponse {
+            status: "success".into(),
+            results: results.into_iter().map(SqlResult::from).collect(),
+            execution_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })))
     }
+}
+
+/// Runs a request body as `caller`. The results of a batch that ran
+/// completely, or the error response naming the failed statement (with the
+/// results of those that ran). `arrow` keeps query results as Arrow batches.
+pub(crate) async fn run_sql(
+    state: &AppState,
+    caller: &Caller,
+    body: SqlRequestBody,
+    arrow: bool,
+    started: Instant,
+) -> Result<Vec<StatementResult>, ApiError> {
+    let request = SqlRequest {
+        sql: body.sql,
+        params: body
+            .params
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.0)
+            .collect(),
+        namespace: body.namespace,
+        arrow,
+    };
+    let outcome = state.engine.execute(caller, request).await;
+    let Some(failure) = outcome.error else {
+        return Ok(outcome.results);
+    };
+    let status = status_of(&failure.error);
+    if status.is_server_error() {
+        tracing::error!("server fault running SQL: {}", failure.error);
+    }
+    let mut body = ErrorResponse::new(failure.error.code(), failure.error.to_string());
+    body.error.statement = failure.statement;
+    body.results = outcome.results.into_iter().map(SqlResult::from).collect();
+    body.execution_time_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Err(ApiError::with_status(status, body))
 }

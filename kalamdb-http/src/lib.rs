@@ -2,6 +2,7 @@
 //! authenticates, calls [`kalamdb_engine::Engine`] and shapes responses.
 
 pub mod api;
+pub mod arrow;
 pub mod auth_error;
 pub mod config;
 pub mod error;
@@ -64,6 +65,7 @@ pub fn app(state: Arc<AppState>, options: &HttpOptions) -> BoxEndpoint<'static, 
         .at("/api/openapi.json", spec)
         .nest("/swagger", swagger)
         .nest("/", api)
+        .around(arrow::arrow_sql)
         .with(cors(&options.cors_origins))
         .around(move |ep, req| limit_body(ep, req, max_bytes))
         .data(state)

@@ -41,7 +41,14 @@ pub struct SqlRequest {
     pub params: Vec<serde_json::Value>,
     /// Default namespace for unqualified table names.
     pub namespace: Option<String>,
+    /// Keep query results as Arrow batches ([`StatementResult::arrow`])
+    /// instead of JSON rows, for an Arrow IPC response.
+    pub arrow: bool,
 }
+
+/// Set on a batch's session when its query results stay Arrow.
+#[derive(Debug)]
+struct ArrowResults;
 
 /// The failure that stopped a batch.
 #[derive(Debug)]
@@ -91,7 +98,10 @@ impl Engine {
                     )
                 }));
             }
-            let state = self.session_state(caller, request.namespace.as_deref())?;
+            let mut state = self.session_state(caller, request.namespace.as_deref())?;
+            if request.arrow {
+                state.config_mut().set_extension(Arc::new(ArrowResults));
+            }
             let params = request
                 .params
                 .iter()
@@ -359,6 +369,9 @@ impl Engine {
                 affected,
                 format!("{affected} row(s) affected"),
             ));
+        }
+        if state.config().get_extension::<ArrowResults>().is_some() {
+            return Ok(StatementResult::arrow(Arc::new(schema), batches));
         }
         StatementResult::from_batches(&batches, &schema)
     }

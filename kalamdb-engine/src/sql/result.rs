@@ -1,6 +1,7 @@
 //! What a statement returns: columns, JSON rows, a count and a message.
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::error::Result;
 use crate::json::{JsonRow, batches_to_rows, sql_type_name};
@@ -36,6 +37,9 @@ pub struct StatementResult {
     pub row_count: u64,
     /// Human summary for DDL/DML.
     pub message: Option<String>,
+    /// A query's rows as Arrow batches instead of `rows`, when the request
+    /// asked for Arrow ([`crate::SqlRequest::arrow`]).
+    pub arrow: Option<(SchemaRef, Vec<RecordBatch>)>,
 }
 
 impl StatementResult {
@@ -44,6 +48,16 @@ impl StatementResult {
         StatementResult {
             row_count,
             message: Some(message.into()),
+            ..Default::default()
+        }
+    }
+
+    /// A query's result kept as Arrow batches.
+    pub(crate) fn arrow(schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
+        StatementResult {
+            columns: ResultColumn::of_schema(&schema),
+            row_count: batches.iter().map(|b| b.num_rows() as u64).sum(),
+            arrow: Some((schema, batches)),
             ..Default::default()
         }
     }
@@ -58,6 +72,7 @@ impl StatementResult {
             row_count: rows.len() as u64,
             rows,
             message: None,
+            arrow: None,
         })
     }
 }

@@ -96,6 +96,7 @@ impl Engine {
             message: Some(format!(
                 "{verb} of {table_id} queued as job {job_id}; see system.jobs"
             )),
+            arrow: None,
         })
     }
 

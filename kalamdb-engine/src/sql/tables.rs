@@ -484,6 +484,7 @@ impl Engine {
                     s.max_buffer
                 )
             }),
+            arrow: None,
         })
     }
 }
