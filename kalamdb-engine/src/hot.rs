@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde_json::Value;
 
@@ -66,7 +67,9 @@ pub(crate) struct HotTier {
     storage: Arc<Storage>,
     seq: SeqGen,
     /// The persisted high-water mark: no `_seq` above it was handed out.
-    reserved: parking_lot::Mutex<i64>,
+    /// Read without a lock on every write; moved under `reserving`.
+    reserved: AtomicI64,
+    reserving: parking_lot::Mutex<()>,
     snowflake: Snowflake,
     stripes: Vec<tokio::sync::Mutex<()>>,
 }
@@ -89,7 +92,8 @@ impl HotTier {
         Ok(HotTier {
             storage,
             seq: SeqGen::new(high_water),
-            reserved: parking_lot::Mutex::new(high_water),
+            reserved: AtomicI64::new(high_water),
+            reserving: parking_lot::Mutex::new(()),
             snowflake: Snowflake::new(1),
             stripes: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
@@ -106,20 +110,19 @@ impl HotTier {
         self.snowflake.next()
     }
 
-    /// A `_seq` that no row will carry (it marks a gap).
-    pub(crate) fn allocate_seq(&self) -> Result<i64> {
-        self.next_seq()
-    }
-
-    /// A new `_seq`, covered by the persisted high-water mark.
-    fn next_seq(&self) -> Result<i64> {
+    /// A new `_seq`, covered by the persisted high-water mark (the write
+    /// path takes no lock unless the mark must move, about once a minute).
+    pub(crate) fn next_seq(&self) -> Result<i64> {
         let seq = self.seq.next();
-        let mut reserved = self.reserved.lock();
-        if seq > *reserved {
+        if seq <= self.reserved.load(Ordering::Acquire) {
+            return Ok(seq);
+        }
+        let _reserving = self.reserving.lock();
+        if seq > self.reserved.load(Ordering::Acquire) {
             let mark = seq.saturating_add(RESERVE_AHEAD_MICROS);
             self.storage
                 .write_with(vec![SeqHighWater.put_op((), &mark)?], Durability::Synced)?;
-            *reserved = mark;
+            self.reserved.store(mark, Ordering::Release);
         }
         Ok(seq)
     }

@@ -408,17 +408,22 @@ impl DataSink for TableSink {
                     })
                     .collect();
                 check_not_null(def, &values)?;
-                let key_cell = &values[def.primary_key];
-                let pk = encode_pk(def.key_column().ty, key_cell)?;
-                if events {
+                let pk = if events {
+                    // Keyed by its `_seq` at commit.
                     check_event_size(def, &values, context)?;
-                } else if !seen.insert(pk.clone()) {
-                    return Err(EngineError::Constraint(format!(
-                        "duplicate primary key {} in the same statement",
-                        describe_key(def, key_cell)
-                    ))
-                    .into());
-                }
+                    Vec::new()
+                } else {
+                    let key_cell = &values[def.primary_key];
+                    let pk = encode_pk(def.key_column().ty, key_cell)?;
+                    if !seen.insert(pk.clone()) {
+                        return Err(EngineError::Constraint(format!(
+                            "duplicate primary key {} in the same statement",
+                            describe_key(def, key_cell)
+                        ))
+                        .into());
+                    }
+                    pk
+                };
                 writes.push(RowWrite {
                     pk,
                     values,

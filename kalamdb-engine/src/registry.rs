@@ -134,7 +134,7 @@ impl TableRegistry {
         {
             // Nobody listens: an ephemeral event is not kept at all. A
             // resume from before it must not pass over the gap.
-            let seq = self.tiers.hot.allocate_seq()?;
+            let seq = self.tiers.hot.next_seq()?;
             self.streams.mark_gap(def, scope, seq)?;
             return Ok(Vec::new());
         }

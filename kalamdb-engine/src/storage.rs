@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rocksdb::{
-    BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode,
-    MultiThreaded, Options, WriteBatch,
+    BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options, WriteBatch,
 };
 
 use crate::error::{EngineError, Result};
@@ -108,19 +107,7 @@ impl Storage {
 
     /// Every key/value pair whose key starts with `prefix`, in key order.
     pub(crate) fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let handle = self.cf(cf)?;
-        let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(&handle, IteratorMode::From(prefix, Direction::Forward))
-        {
-            let (key, value) = item?;
-            if !key.starts_with(prefix) {
-                break;
-            }
-            out.push((key.into_vec(), value.into_vec()));
-        }
-        Ok(out)
+        self.scan_prefix_limit(cf, prefix, usize::MAX)
     }
 
     /// At most `limit` key/value pairs whose key starts with `prefix`, in

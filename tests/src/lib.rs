@@ -118,6 +118,15 @@ impl TestServer {
         self.data_dir.path().join("data")
     }
 
+    /// Starts a server with `env`, runs `setup` as root, and returns the
+    /// server and root's token.
+    pub async fn prepared(env: &[(&str, &str)], setup: &str) -> (Self, String) {
+        let server = Self::start_with(env);
+        let root = server.root_token().await;
+        server.query_ok(&root, setup).await;
+        (server, root)
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()

@@ -34,16 +34,13 @@ fn decode(bytes: &[u8]) -> (Vec<String>, Vec<arrow_array::RecordBatch>) {
 
 #[tokio::test]
 async fn the_last_result_comes_back_as_an_arrow_stream_and_errors_stay_json() {
-    let server = TestServer::start();
-    let root = server.root_token().await;
-    server
-        .query_ok(
-            &root,
-            "CREATE NAMESPACE app;
-             CREATE USER TABLE app.notes (id INT PRIMARY KEY, body TEXT);
-             CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user",
-        )
-        .await;
+    let (server, root) = TestServer::prepared(
+        &[],
+        "CREATE NAMESPACE app;
+         CREATE USER TABLE app.notes (id INT PRIMARY KEY, body TEXT);
+         CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user",
+    )
+    .await;
     let alice = server.token("alice", "pw-a").await;
     server
         .query_ok(

@@ -86,13 +86,6 @@ fn assert_limit(status: u16, body: &Value, variable: &str, what: &str) {
 }
 
 /// A server started with `env` where root has run `setup`; root's token.
-async fn prepared(env: &[(&str, &str)], setup: &str) -> (TestServer, String) {
-    let server = TestServer::start_with(env);
-    let root = server.root_token().await;
-    server.query_ok(&root, setup).await;
-    (server, root)
-}
-
 /// `INSERT INTO table VALUES` the given rows in one statement.
 async fn insert_rows(server: &TestServer, token: &str, table: &str, rows: Vec<String>) {
     let sql = format!("INSERT INTO {table} VALUES {}", rows.join(", "));
@@ -191,7 +184,7 @@ async fn live_count(server: &TestServer, token: &str) -> i64 {
 
 #[tokio::test]
 async fn expression_depth_limit_is_exact_and_leaves_the_server_serving() {
-    let (server, root) = prepared(
+    let (server, root) = TestServer::prepared(
         &[],
         "CREATE NAMESPACE app; CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
     )
@@ -256,7 +249,7 @@ async fn expression_depth_limit_is_exact_and_leaves_the_server_serving() {
 
 #[tokio::test]
 async fn queries_that_would_take_all_memory_are_refused() {
-    let (server, _root) = prepared(
+    let (server, _root) = TestServer::prepared(
         &[("KALAMDB_MAX_RESULT_BYTES", "1000000")],
         "CREATE NAMESPACE app; CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT);
              CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user",
@@ -352,7 +345,8 @@ async fn queries_that_would_take_all_memory_are_refused() {
 
 #[tokio::test]
 async fn nested_execute_as_is_refused() {
-    let (server, root) = prepared(&[], "CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user").await;
+    let (server, root) =
+        TestServer::prepared(&[], "CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user").await;
     let alice_id = server.login_raw("alice", "pw-a").await.1["user_id"].clone();
     let rows = server
         .query_ok(
@@ -384,7 +378,7 @@ async fn nested_execute_as_is_refused() {
 
 #[tokio::test]
 async fn statements_per_request_are_limited_and_an_over_limit_batch_runs_nothing() {
-    let (server, root) = prepared(
+    let (server, root) = TestServer::prepared(
         &[],
         "CREATE NAMESPACE app; CREATE USER TABLE app.t (id BIGINT PRIMARY KEY)",
     )
@@ -427,7 +421,7 @@ async fn sql_text_size_is_limited() {
 
 #[tokio::test]
 async fn a_slow_statement_times_out_and_earlier_results_are_kept() {
-    let (server, root) = prepared(
+    let (server, root) = TestServer::prepared(
         &[("KALAMDB_STATEMENT_TIMEOUT_MS", "1500")],
         "CREATE NAMESPACE app; CREATE USER TABLE app.big (id INT PRIMARY KEY)",
     )
@@ -461,7 +455,7 @@ async fn a_slow_statement_times_out_and_earlier_results_are_kept() {
 
 #[tokio::test]
 async fn subscription_limits_over_websocket() {
-    let (server, _root) = prepared(
+    let (server, _root) = TestServer::prepared(
         &[],
         "CREATE NAMESPACE app; CREATE USER TABLE app.m (id BIGINT PRIMARY KEY, body TEXT);
              CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user",
@@ -520,7 +514,7 @@ async fn subscription_limits_over_websocket() {
 
 #[tokio::test]
 async fn a_dropped_and_recreated_user_is_a_new_identity() {
-    let (server, root) = prepared(
+    let (server, root) = TestServer::prepared(
         &MANUAL_ONLY,
         "CREATE NAMESPACE app; CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT);
              CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user",
@@ -644,7 +638,7 @@ async fn a_dropped_and_recreated_user_is_a_new_identity() {
 
 #[tokio::test]
 async fn dropping_a_user_or_changing_role_or_password_closes_their_sockets() {
-    let (server, root) = prepared(
+    let (server, root) = TestServer::prepared(
         &[],
         "CREATE NAMESPACE app; CREATE USER TABLE app.m (id BIGINT PRIMARY KEY, body TEXT);
              CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user;
@@ -876,7 +870,7 @@ async fn storage_paths_cannot_climb_out_and_relative_ones_live_in_the_data_dir()
 
 #[tokio::test]
 async fn a_plain_user_sees_only_their_own_rows_of_system_tables() {
-    let (server, root) = prepared(
+    let (server, root) = TestServer::prepared(
         &MANUAL_ONLY,
         "CREATE NAMESPACE app;
              CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT) FLUSH POLICY ROWS 2;
@@ -1090,7 +1084,7 @@ async fn writes_and_reads_race_constant_flushes_and_compactions() {
         ("KALAMDB_FLUSH_INTERVAL_SECS", "0"),
         ("KALAMDB_COMPACT_MIN_FILES", "2"),
     ];
-    let (server, root) = prepared(
+    let (server, root) = TestServer::prepared(
         &env,
         "CREATE NAMESPACE app;
              CREATE USER TABLE app.c (id BIGINT PRIMARY KEY, n BIGINT) FLUSH POLICY ROWS 4;

@@ -10,20 +10,17 @@ use kalamdb_tests::ws::{Socket, connect, next, send};
 use serde_json::{Value, json};
 
 async fn setup(options: &str) -> (TestServer, String, String, String) {
-    let server = TestServer::start();
-    let root = server.root_token().await;
-    server
-        .query_ok(
-            &root,
-            &format!(
-                "CREATE NAMESPACE app;
-                 CREATE STREAM TABLE app.typing (room TEXT NOT NULL, state TEXT) WITH ({options});
-                 CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user;
-                 CREATE USER 'bob' WITH PASSWORD 'pw-b' ROLE user;
-                 CREATE USER 'agent' WITH PASSWORD 'pw-s' ROLE service"
-            ),
-        )
-        .await;
+    let (server, root) = TestServer::prepared(
+        &[],
+        &format!(
+            "CREATE NAMESPACE app;
+             CREATE STREAM TABLE app.typing (room TEXT NOT NULL, state TEXT) WITH ({options});
+             CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user;
+             CREATE USER 'bob' WITH PASSWORD 'pw-b' ROLE user;
+             CREATE USER 'agent' WITH PASSWORD 'pw-s' ROLE service"
+        ),
+    )
+    .await;
     let alice = server.token("alice", "pw-a").await;
     let bob = server.token("bob", "pw-b").await;
     (server, root, alice, bob)
