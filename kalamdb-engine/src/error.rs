@@ -50,6 +50,11 @@ pub enum EngineError {
     /// kept (a STREAM table's retention or `max_buffer`).
     #[error("{0}")]
     ResumeTooOld(String),
+    /// A write read rows of a schema version newer than the one it was
+    /// planned with (an ALTER TABLE committed meanwhile); the statement is
+    /// run again.
+    #[error("table {0} was altered while the statement ran; run it again")]
+    SchemaChanged(String),
     /// A statement ran past the statement timeout and was cancelled.
     #[error("{0}")]
     Timeout(String),
@@ -151,6 +156,7 @@ impl EngineError {
             | EngineError::Constraint(_)
             | EngineError::LimitExceeded(_)
             | EngineError::ResumeTooOld(_)
+            | EngineError::SchemaChanged(_)
             | EngineError::Timeout(_) => ErrorKind::BadRequest,
             EngineError::PermissionDenied(_) => ErrorKind::Forbidden,
             EngineError::Unauthenticated(_) => ErrorKind::Unauthorized,
@@ -180,6 +186,7 @@ impl EngineError {
             EngineError::Constraint(_) => "CONSTRAINT_VIOLATION",
             EngineError::LimitExceeded(_) => "LIMIT_EXCEEDED",
             EngineError::ResumeTooOld(_) => "RESUME_TOO_OLD",
+            EngineError::SchemaChanged(_) => "SCHEMA_CHANGED",
             EngineError::Timeout(_) => "STATEMENT_TIMEOUT",
             EngineError::PermissionDenied(_) => "PERMISSION_DENIED",
             EngineError::Unauthenticated(_) => "UNAUTHORIZED",
@@ -218,6 +225,7 @@ impl EngineError {
             EngineError::Constraint(_) => EngineError::Constraint(text),
             EngineError::LimitExceeded(_) => EngineError::LimitExceeded(text),
             EngineError::ResumeTooOld(_) => EngineError::ResumeTooOld(text),
+            EngineError::SchemaChanged(table) => EngineError::SchemaChanged(table.clone()),
             EngineError::Timeout(_) => EngineError::Timeout(text),
             EngineError::PermissionDenied(_) => EngineError::PermissionDenied(text),
             EngineError::Unauthenticated(_) => EngineError::Unauthenticated(text),

@@ -80,6 +80,13 @@ impl std::fmt::Debug for HotTier {
     }
 }
 
+/// A stored row brought to `def`'s schema version.
+pub(crate) fn decode(def: &TableDef, bytes: &[u8]) -> Result<StoredRow> {
+    let mut row = StoredRow::decode(bytes)?;
+    def.upgrade(&mut row)?;
+    Ok(row)
+}
+
 /// The keyspace of a table's rows.
 pub(crate) fn rows(def: &TableDef) -> Rows {
     Rows::new(def.column_family())
@@ -145,7 +152,8 @@ impl HotTier {
         self.stripes[stripe].lock().await
     }
 
-    /// Every hot version of a partition with its primary key bytes.
+    /// Every hot version of a partition with its primary key bytes, in
+    /// `def`'s schema version.
     pub(crate) fn scan_keyed(
         &self,
         def: &TableDef,
@@ -153,7 +161,7 @@ impl HotTier {
     ) -> Result<Vec<(Vec<u8>, StoredRow)>> {
         self.scan_raw(def, scope)?
             .into_iter()
-            .map(|raw| Ok((raw.pk, StoredRow::decode(&raw.value)?)))
+            .map(|raw| Ok((raw.pk, decode(def, &raw.value)?)))
             .collect()
     }
 
@@ -172,7 +180,8 @@ impl HotTier {
             .collect())
     }
 
-    /// The stored version (live or tombstone) of each primary key.
+    /// The stored version (live or tombstone) of each primary key, in
+    /// `def`'s schema version.
     pub(crate) fn get_rows(
         &self,
         def: &TableDef,
@@ -181,7 +190,13 @@ impl HotTier {
     ) -> Result<Vec<Option<StoredRow>>> {
         let rows = rows(def);
         pks.iter()
-            .map(|pk| rows.get(&self.storage, (scope, pk)))
+            .map(|pk| {
+                let mut row = rows.get(&self.storage, (scope, pk))?;
+                if let Some(row) = &mut row {
+                    def.upgrade(row)?;
+                }
+                Ok(row)
+            })
             .collect()
     }
 
@@ -210,6 +225,7 @@ impl HotTier {
                 seq: self.next_seq()?,
                 updated,
                 deleted: write.deleted,
+                version: def.version,
                 values: write.values,
             };
             let key = if rules.keyed_by_sequence() {

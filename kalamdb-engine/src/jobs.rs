@@ -353,20 +353,30 @@ impl Engine {
             .by_id(table_id)
             .ok_or_else(|| EngineError::not_found(ObjectKind::Table, table_id.to_string()))?;
         match job.job_type {
-            JobKind::Flush => self.flush_job(&def, params).await,
+            JobKind::Flush => self.flush_job(def, params).await,
             JobKind::Compact => self.compact_job(&def, params).await,
             JobKind::Cleanup => self.cleanup_job(&def).await,
         }
     }
 
-    async fn flush_job(&self, def: &TableDef, params: &JobParams) -> Result<Outcome> {
+    async fn flush_job(&self, mut def: Arc<TableDef>, params: &JobParams) -> Result<Outcome> {
         let scopes = match &params.partition {
             Some(label) => vec![partition(label)?],
-            None => self.tables.hot().pending_partitions(def)?,
+            None => self.tables.hot().pending_partitions(&def)?,
         };
         let (mut rows, mut users, mut files, mut bytes, mut memory) = (0, 0, 0, 0, 0);
         for scope in &scopes {
-            let flushed = self.tables.tiers.flush_partition(def, scope).await?;
+            let flushed = match self.tables.tiers.flush_partition(&def, scope).await {
+                // Rows of a newer schema version: an ALTER TABLE committed
+                // meanwhile. Flush under the new definition.
+                Err(EngineError::SchemaChanged(_)) => {
+                    def = self.tables.by_id(&def.table_id()).ok_or_else(|| {
+                        EngineError::not_found(ObjectKind::Table, def.table_id().to_string())
+                    })?;
+                    self.tables.tiers.flush_partition(&def, scope).await?
+                }
+                other => other?,
+            };
             if flushed.rows > 0 {
                 users += 1;
             }
@@ -374,9 +384,9 @@ impl Engine {
             files += flushed.files;
             bytes += flushed.bytes;
             memory = memory.max(flushed.memory);
-            if self.tables.cold().needs_compaction(def, scope)? {
+            if self.tables.cold().needs_compaction(&def, scope)? {
                 let label = scope.label();
-                self.queue_job(JobKind::Compact, def, Some(label), "files", true)?;
+                self.queue_job(JobKind::Compact, &def, Some(label), "files", true)?;
             }
         }
         Ok(Outcome {

@@ -139,6 +139,15 @@ pub(crate) struct ColdFile {
     pub oldest_tombstone: Option<i64>,
     /// When the file was written (µs).
     pub created_at: i64,
+    /// The table's schema version the file was written under (entries
+    /// from before versions were recorded are version 1): its columns are
+    /// that version's, matched to today's by the Parquet field ids.
+    #[serde(default = "first_version")]
+    pub schema_version: i32,
+}
+
+fn first_version() -> i32 {
+    1
 }
 
 /// Which Parquet files hold each partition's flushed rows.

@@ -10,12 +10,16 @@
 //! delivered twice. Routing looks up `(table, partition)` directly: the cost
 //! of a write does not grow with other users' subscriptions.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::DataFusionError;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::PhysicalExpr;
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
@@ -92,6 +96,70 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
+    /// This subscription over a newer definition of its table, or `None`
+    /// when it can no longer run as written: its WHERE uses a column that
+    /// was dropped, renamed or changed type, or its column list names one
+    /// that was dropped or renamed. A subscription that selected every
+    /// column (`SELECT *`) selects every column of the new version.
+    pub(crate) fn altered(&self, def: &TableDef) -> Option<Subscription> {
+        let old_schema = self.def.arrow_schema();
+        let new_schema = def.arrow_schema();
+        // The same column in the new schema, if it kept its name (and,
+        // when `same_type`, its type).
+        let moved = |index: usize, same_type: bool| -> Option<usize> {
+            match self.def.columns.get(index) {
+                Some(old) => {
+                    let new = def.columns.iter().position(|c| c.id == old.id)?;
+                    let kept = def.columns[new].name == old.name
+                        && (!same_type || def.columns[new].ty == old.ty);
+                    kept.then_some(new)
+                }
+                None => new_schema.index_of(old_schema.field(index).name()).ok(),
+            }
+        };
+        let every_column = self.projection.len() == old_schema.fields().len()
+            && self.projection.iter().enumerate().all(|(i, &p)| i == p);
+        let projection: Vec<usize> = if every_column {
+            (0..new_schema.fields().len()).collect()
+        } else {
+            self.projection
+                .iter()
+                .map(|&p| moved(p, false))
+                .collect::<Option<_>>()?
+        };
+        let filter = match &self.filter {
+            Some(filter) => {
+                let rewritten = filter.clone().transform(|expr| {
+                    let Some(index) = expr.downcast_ref::<Column>().map(Column::index) else {
+                        return Ok(Transformed::no(expr));
+                    };
+                    let new = moved(index, true)
+                        .ok_or_else(|| DataFusionError::Plan(format!("column {index} is gone")))?;
+                    let column: Arc<dyn PhysicalExpr> =
+                        Arc::new(Column::new(new_schema.field(new).name(), new));
+                    Ok(Transformed::yes(column))
+                });
+                Some(rewritten.ok()?.data)
+            }
+            None => None,
+        };
+        Some(Subscription {
+            live_id: self.live_id.clone(),
+            subscription_id: self.subscription_id.clone(),
+            table_id: self.table_id.clone(),
+            scope: self.scope.clone(),
+            def: Arc::new(def.clone()),
+            filter,
+            projected_schema: Arc::new(new_schema.project(&projection).ok()?),
+            projection,
+            sender: self.sender.clone(),
+            overflowed: self.overflowed.clone(),
+            changes: AtomicI64::new(self.changes.load(Ordering::Relaxed)),
+            last_change: AtomicI64::new(self.last_change.load(Ordering::Relaxed)),
+            user_id: self.user_id.clone(),
+        })
+    }
+
     /// Tells the connection this subscription is over. If its queue is
     /// full the connection is closed as a slow consumer anyway.
     pub(crate) fn end(&self, reason: &'static str) {
@@ -130,6 +198,22 @@ impl LiveRouter {
         self.by_id
             .write()
             .insert(subscription.live_id.clone(), subscription);
+    }
+
+    /// Puts `subscription` in the place of the one with its live id (after
+    /// an ALTER TABLE), if that one is still registered.
+    pub(crate) fn replace(&self, subscription: Arc<Subscription>) {
+        let key = (subscription.table_id.clone(), subscription.scope.clone());
+        let mut by_id = self.by_id.write();
+        let Some(slot) = by_id.get_mut(&subscription.live_id) else {
+            return;
+        };
+        *slot = subscription.clone();
+        if let Some(list) = self.by_partition.write().get_mut(&key)
+            && let Some(slot) = list.iter_mut().find(|s| s.live_id == subscription.live_id)
+        {
+            *slot = subscription;
+        }
     }
 
     /// Removes a subscription; returns it if it existed.
@@ -191,9 +275,23 @@ impl LiveRouter {
             Some(list) => list.clone(),
             None => return,
         };
-        for subscription in subscriptions {
+        for mut subscription in subscriptions {
             if subscription.overflowed.load(Ordering::Relaxed) {
                 continue;
+            }
+            if subscription.def.version < def.version {
+                // Registered while an ALTER TABLE went on: follow it now.
+                match subscription.altered(def) {
+                    Some(altered) => {
+                        subscription = Arc::new(altered);
+                        self.replace(subscription.clone());
+                    }
+                    None => {
+                        self.unregister(&subscription.live_id);
+                        subscription.end("schema_changed");
+                        continue;
+                    }
+                }
             }
             match events_for(&subscription, changes) {
                 Ok(events) => {
@@ -220,6 +318,17 @@ impl LiveRouter {
     }
 }
 
+/// A row in the subscription's schema version (rows committed under an
+/// older one are upgraded).
+fn in_version<'a>(subscription: &Subscription, row: &'a StoredRow) -> Result<Cow<'a, StoredRow>> {
+    if row.version == subscription.def.version {
+        return Ok(Cow::Borrowed(row));
+    }
+    let mut row = row.clone();
+    subscription.def.upgrade(&mut row)?;
+    Ok(Cow::Owned(row))
+}
+
 /// Which rows match the subscription's filter.
 pub(crate) fn matches(subscription: &Subscription, rows: &[&StoredRow]) -> Result<Vec<bool>> {
     let Some(filter) = &subscription.filter else {
@@ -228,7 +337,10 @@ pub(crate) fn matches(subscription: &Subscription, rows: &[&StoredRow]) -> Resul
     let def = &subscription.def;
     let schema = def.arrow_schema();
     let all: Vec<usize> = (0..schema.fields().len()).collect();
-    let owned: Vec<StoredRow> = rows.iter().map(|r| (*r).clone()).collect();
+    let owned: Vec<StoredRow> = rows
+        .iter()
+        .map(|r| in_version(subscription, r).map(Cow::into_owned))
+        .collect::<Result<_>>()?;
     let batch = rows_to_batch(def, &owned, schema, &all)?;
     let result = filter
         .evaluate(&batch)
@@ -244,9 +356,10 @@ pub(crate) fn matches(subscription: &Subscription, rows: &[&StoredRow]) -> Resul
 
 /// A row version projected to the subscription's columns.
 pub(crate) fn project(subscription: &Subscription, row: &StoredRow) -> Result<JsonRow> {
+    let row = in_version(subscription, row)?;
     let batch = rows_to_batch(
         &subscription.def,
-        std::slice::from_ref(row),
+        std::slice::from_ref(row.as_ref()),
         subscription.projected_schema.clone(),
         &subscription.projection,
     )?;

@@ -41,6 +41,16 @@ impl std::fmt::Debug for TableRegistry {
     }
 }
 
+/// Version `version` of a table's schema, from `system.table_schemas`.
+pub(crate) fn schema_doc(stores: &SystemStores, table_id: &str, version: i32) -> Result<SchemaDoc> {
+    let id = schema_id(table_id, version);
+    let schema = stores.table_schemas.get(&id)?.ok_or_else(|| {
+        EngineError::Internal(format!("schema {id} of table {table_id} is missing"))
+    })?;
+    serde_json::from_str(&schema.arrow_schema)
+        .map_err(|e| EngineError::Internal(format!("corrupt schema {id}: {e}")))
+}
+
 impl TableRegistry {
     /// Loads every table's current definition from the system tables.
     pub(crate) fn open(
@@ -50,16 +60,10 @@ impl TableRegistry {
     ) -> Result<Self> {
         let mut defs = HashMap::new();
         for table in stores.tables.scan_all()? {
-            let id = schema_id(&table.table_id, table.schema_version);
-            let schema = stores.table_schemas.get(&id)?.ok_or_else(|| {
-                EngineError::Internal(format!(
-                    "schema {id} of table {} is missing",
-                    table.table_id
-                ))
-            })?;
-            let doc: SchemaDoc = serde_json::from_str(&schema.arrow_schema)
-                .map_err(|e| EngineError::Internal(format!("corrupt schema {id}: {e}")))?;
-            let def = table_def(&table, doc)?;
+            let docs = (1..=table.schema_version)
+                .map(|version| schema_doc(stores, &table.table_id, version))
+                .collect::<Result<Vec<_>>>()?;
+            let def = table_def(&table, docs)?;
             defs.insert(TableId::of(&table), Arc::new(def));
         }
         let hot = HotTier::open(storage.clone())?;
@@ -137,6 +141,17 @@ impl TableRegistry {
             let seq = self.tiers.hot.next_seq()?;
             self.streams.mark_gap(def, scope, seq)?;
             return Ok(Vec::new());
+        }
+        // A write that replaces rows must have read them in the current
+        // schema version: with an older one it would write back rows that
+        // lack what an ALTER TABLE added. (A pure insert is fine: its row
+        // records its version and reads upgrade it.)
+        if writes.iter().any(|w| w.old.is_some())
+            && self
+                .by_id(&def.table_id())
+                .is_some_and(|current| current.version != def.version)
+        {
+            return Err(EngineError::SchemaChanged(def.table_id().to_string()));
         }
         let commit = self.tiers.hot.commit(def, scope, writes)?;
         self.live.publish(def, scope, &commit.changes);

@@ -9,6 +9,7 @@ pub(crate) mod parser;
 pub(crate) mod result;
 pub(crate) mod subscribe;
 
+mod alter;
 mod dml;
 mod namespaces;
 mod storage;

@@ -160,9 +160,12 @@ impl Tiers {
         };
         let mut outcome = PartitionFlush::default();
         if !rows.is_empty() {
+            // A row newer than `def` (an ALTER committed since the flush
+            // began) fails the flush with `SchemaChanged`: the caller runs
+            // it again with the new definition.
             let decoded: Vec<StoredRow> = rows
                 .iter()
-                .map(|raw| StoredRow::decode(&raw.value))
+                .map(|raw| hot::decode(def, &raw.value))
                 .collect::<Result<_>>()?;
             let keys = (rows[0].pk.as_slice(), rows[rows.len() - 1].pk.as_slice());
             let (file, memory) = self
@@ -215,7 +218,8 @@ impl Tiers {
     }
 
     /// Rewrites a partition's files as one: the newest version of each key,
-    /// without tombstones older than the table's deleted retention.
+    /// without tombstones older than the table's deleted retention, in the
+    /// current schema version.
     pub(crate) async fn compact_partition(
         &self,
         def: &TableDef,
@@ -228,7 +232,8 @@ impl Tiers {
         let expired = old_files
             .iter()
             .any(|f| f.oldest_tombstone.is_some_and(|t| t <= cutoff));
-        if old_files.len() < 2 && !expired {
+        let outdated = old_files.iter().any(|f| f.schema_version != def.version);
+        if old_files.len() < 2 && !expired && !outdated {
             return Ok(PartitionCompaction {
                 files_before: old_files.len() as u64,
                 files_after: old_files.len() as u64,

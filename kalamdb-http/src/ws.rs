@@ -283,6 +283,7 @@ fn unsubscribed(subscription_id: String, reason: &str) -> ServerMessage {
     let reason = match reason {
         "killed" => UnsubscribeReason::Killed,
         "table_dropped" => UnsubscribeReason::TableDropped,
+        "schema_changed" => UnsubscribeReason::SchemaChanged,
         _ => UnsubscribeReason::Client,
     };
     ServerMessage::Unsubscribed(UnsubscribedMessage {

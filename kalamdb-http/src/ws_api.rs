@@ -148,14 +148,17 @@ pub struct ChangeMessage {
     pub old_values: Option<Vec<SqlRow>>,
 }
 
-/// Why a subscription ended: client (unsubscribe), killed (KILL LIVE QUERY)
-/// or table_dropped.
+/// Why a subscription ended: client (unsubscribe), killed (KILL LIVE QUERY),
+/// table_dropped or schema_changed (ALTER TABLE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]
 pub enum UnsubscribeReason {
     Client,
     Killed,
     TableDropped,
+    /// An ALTER TABLE dropped, renamed or retyped a column the
+    /// subscription's WHERE or column list uses.
+    SchemaChanged,
 }
 
 /// The subscription ended.

@@ -6,11 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
-use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions,
+};
+use datafusion::arrow::compute::{cast as arrow_cast, filter_record_batch};
+use datafusion::arrow::datatypes::{Int32Type, Int64Type, SchemaRef, TimestampMicrosecondType};
 use datafusion::common::stats::Precision;
-use datafusion::common::{ScalarValue, Statistics};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DataFusionError, ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
@@ -18,7 +21,7 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::{binary, col, in_list, lit};
+use datafusion::physical_expr::expressions::{Column, binary, cast, col, in_list, lit};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use kalamdb_model::StorageKey;
 use parquet::arrow::ArrowWriter;
@@ -30,8 +33,8 @@ use super::location::location_url;
 use super::manifest::ColdFile;
 use crate::error::{EngineError, Result};
 use crate::table::TableDef;
-use crate::table::def::{ColumnType, DELETED_COLUMN, SEQ_COLUMN, UPDATED_COLUMN};
-use crate::table::row::{StoredRow, array_to_cells, rows_to_batch};
+use crate::table::def::{ColumnSpec, ColumnType, DELETED_COLUMN, SEQ_COLUMN, UPDATED_COLUMN};
+use crate::table::row::{StoredRow, array_to_cells, cells_to_array, rows_to_batch};
 
 /// Rows per Parquet row group: small enough that statistics prune well.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -43,7 +46,7 @@ const PAGE_ROWS: usize = 4 * 1024;
 /// every column (so `_seq` and `_updated` ranges prune), a bloom filter on
 /// the primary key.
 pub(crate) fn encode(def: &TableDef, rows: &[StoredRow]) -> Result<(Bytes, usize)> {
-    let schema = def.arrow_schema();
+    let schema = def.file_schema();
     let all: Vec<usize> = (0..schema.fields().len()).collect();
     let batch = rows_to_batch(def, rows, schema.clone(), &all)?;
     let memory = batch.get_array_memory_size();
@@ -76,7 +79,7 @@ const SCAN_PARTITIONS: usize = 4;
 /// statistics, bloom filters, the page index and decoding allow. Files are
 /// spread over up to [`SCAN_PARTITIONS`] partitions read in parallel.
 pub(crate) fn scan_plan(
-    def: &TableDef,
+    schema: SchemaRef,
     location: &str,
     files: &[&ColdFile],
     columns: &[usize],
@@ -91,7 +94,7 @@ pub(crate) fn scan_plan(
         runtime.object_store(&url)?,
         runtime.cache_manager.get_file_metadata_cache(),
     );
-    let mut source = ParquetSource::new(def.arrow_schema())
+    let mut source = ParquetSource::new(schema.clone())
         .with_parquet_file_reader_factory(Arc::new(reader))
         .with_pushdown_filters(true)
         .with_bloom_filter_on_read(true)
@@ -106,7 +109,7 @@ pub(crate) fn scan_plan(
     }
     // The manifest's row counts bound what the files hold (superseded
     // versions and tombstones included): planning checks rely on it.
-    let mut statistics = Statistics::new_unknown(&def.arrow_schema());
+    let mut statistics = Statistics::new_unknown(&schema);
     statistics.num_rows = Precision::Inexact(files.iter().map(|f| f.rows as usize).sum());
     let builder = FileScanConfigBuilder::new(url, Arc::new(source))
         .with_statistics(statistics)
@@ -115,7 +118,8 @@ pub(crate) fn scan_plan(
     Ok(DataSourceExec::from_data_source(builder.build()))
 }
 
-/// Runs [`scan_plan`] over files of any locations and collects the rows.
+/// Runs [`scan_plan`] over files of any locations and schema versions and
+/// collects the rows, each batch in `def`'s version (see [`VersionRead`]).
 pub(crate) async fn scan(
     def: &TableDef,
     files: &[ColdFile],
@@ -123,16 +127,171 @@ pub(crate) async fn scan(
     predicate: Option<Arc<dyn PhysicalExpr>>,
     task: Arc<TaskContext>,
 ) -> Result<Vec<RecordBatch>> {
-    let mut by_location: HashMap<&str, Vec<&ColdFile>> = HashMap::new();
+    let mut groups: HashMap<(&str, i32), Vec<&ColdFile>> = HashMap::new();
     for file in files {
-        by_location.entry(&file.location).or_default().push(file);
+        groups
+            .entry((&file.location, file.schema_version))
+            .or_default()
+            .push(file);
     }
     let mut out = Vec::new();
-    for (location, files) in by_location {
-        let plan = scan_plan(def, location, &files, columns, predicate.clone(), &task)?;
-        out.extend(collect(plan, task.clone()).await?);
+    for ((location, version), files) in groups {
+        if version == def.version {
+            let plan = scan_plan(
+                def.arrow_schema(),
+                location,
+                &files,
+                columns,
+                predicate.clone(),
+                &task,
+            )?;
+            out.extend(collect(plan, task.clone()).await?);
+            continue;
+        }
+        let read = VersionRead::new(def, version, columns)?;
+        let predicate = predicate
+            .as_ref()
+            .map(|p| read.predicate(p.clone()))
+            .transpose()?;
+        let plan = scan_plan(
+            read.schema.clone(),
+            location,
+            &files,
+            &read.scanned,
+            predicate,
+            &task,
+        )?;
+        for batch in collect(plan, task.clone()).await? {
+            out.push(read.adapt(&batch)?);
+        }
     }
     Ok(out)
+}
+
+/// Reading files written under an older schema version `version` as rows
+/// of `def`'s version: columns are matched by id, so a renamed column is
+/// read under its old name, a widened one cast to its new type, a column
+/// added since reads as its fill (its ADD COLUMN default, or NULL), and a
+/// dropped one (even if a new column took its name) is never read.
+pub(crate) struct VersionRead {
+    /// The file's table schema: that version's columns and types.
+    schema: SchemaRef,
+    /// Columns of `schema` to scan.
+    scanned: Vec<usize>,
+    /// For each requested column of `def`: where it is among `scanned`,
+    /// or the value it reads as.
+    outputs: Vec<Result<usize, ScalarValue>>,
+    /// The requested columns of `def`'s schema.
+    output_schema: SchemaRef,
+    /// For each column of `def`'s full schema, the same column of
+    /// `schema`, or the value it reads as when the version lacks it.
+    mapping: Vec<std::result::Result<usize, ScalarValue>>,
+    /// `def`'s full schema.
+    current: SchemaRef,
+}
+
+impl VersionRead {
+    pub(crate) fn new(def: &TableDef, version: i32, columns: &[usize]) -> Result<Self> {
+        let old_columns = def
+            .version_columns(version)
+            .ok_or_else(|| EngineError::SchemaChanged(def.table_id().to_string()))?;
+        let schema = def.schema_of(old_columns);
+        let current = def.arrow_schema();
+        let sources = def.sources(version)?;
+        let users = def.user_column_count();
+        let mapping = (0..current.fields().len())
+            .map(|c| match sources.get(c) {
+                Some(Some((i, _))) => Ok(Ok(*i)),
+                Some(None) => Ok(Err(fill_scalar(&def.columns[c])?)),
+                None => Ok(Ok(c - users + old_columns.len())),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut scanned = Vec::new();
+        let mut outputs = Vec::with_capacity(columns.len());
+        for &c in columns {
+            match &mapping[c] {
+                Ok(old) => {
+                    let position = scanned.iter().position(|s| s == old).unwrap_or_else(|| {
+                        scanned.push(*old);
+                        scanned.len() - 1
+                    });
+                    outputs.push(Ok(position));
+                }
+                Err(fill) => outputs.push(Err(fill.clone())),
+            }
+        }
+        if scanned.is_empty() {
+            // Only filled columns: scan `_seq` for the row count.
+            scanned.push(old_columns.len());
+        }
+        Ok(VersionRead {
+            output_schema: Arc::new(current.project(columns).map_err(DataFusionError::from)?),
+            schema,
+            scanned,
+            outputs,
+            mapping,
+            current,
+        })
+    }
+
+    /// `predicate` (over `def`'s full schema) over the version's schema.
+    fn predicate(&self, predicate: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
+        let rewritten = predicate.transform(|expr| {
+            let Some(index) = expr.downcast_ref::<Column>().map(Column::index) else {
+                return Ok(Transformed::no(expr));
+            };
+            let target = self.current.field(index).data_type();
+            let replacement: Arc<dyn PhysicalExpr> = match &self.mapping[index] {
+                Ok(old) => {
+                    let field = self.schema.field(*old);
+                    let read: Arc<dyn PhysicalExpr> = Arc::new(Column::new(field.name(), *old));
+                    if field.data_type() == target {
+                        read
+                    } else {
+                        cast(read, &self.schema, target.clone())?
+                    }
+                }
+                Err(fill) => lit(fill.clone()),
+            };
+            Ok(Transformed::yes(replacement))
+        })?;
+        Ok(rewritten.data)
+    }
+
+    /// A scanned batch as the requested columns of `def`'s version.
+    fn adapt(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let rows = batch.num_rows();
+        let columns = self
+            .outputs
+            .iter()
+            .zip(self.output_schema.fields())
+            .map(|(output, field)| -> Result<ArrayRef> {
+                Ok(match output {
+                    Ok(position) => {
+                        let array = batch.column(*position);
+                        if array.data_type() == field.data_type() {
+                            array.clone()
+                        } else {
+                            arrow_cast(array, field.data_type()).map_err(DataFusionError::from)?
+                        }
+                    }
+                    Err(value) => value.to_array_of_size(rows)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(
+            RecordBatch::try_new_with_options(self.output_schema.clone(), columns, &options)
+                .map_err(DataFusionError::from)?,
+        )
+    }
+}
+
+/// The value rows written before `column` existed read as.
+fn fill_scalar(column: &ColumnSpec) -> Result<ScalarValue> {
+    let cell = column.fill.clone().unwrap_or(serde_json::Value::Null);
+    let array = cells_to_array(column.ty, std::iter::once(&cell));
+    Ok(ScalarValue::try_from_array(&array, 0)?)
 }
 
 /// The literal of an encoded primary key.
@@ -218,6 +377,7 @@ pub(crate) fn batch_to_rows(def: &TableDef, batch: &RecordBatch) -> Result<Vec<S
             seq: seq.value(row),
             updated: updated.value(row),
             deleted: deleted.value(row),
+            version: def.version,
             values: cells.iter().map(|c| c[row].clone()).collect(),
         })
         .collect())
@@ -270,6 +430,7 @@ pub(crate) fn describe(
     rows: &[StoredRow],
     pks: (&[u8], &[u8]),
     bytes: u64,
+    schema_version: i32,
 ) -> ColdFile {
     ColdFile {
         name,
@@ -284,6 +445,7 @@ pub(crate) fn describe(
         max_pk: pks.1.to_vec(),
         oldest_tombstone: rows.iter().filter(|r| r.deleted).map(|r| r.updated).min(),
         created_at: kalamdb_model::Timestamp::now().0,
+        schema_version,
     }
 }
 

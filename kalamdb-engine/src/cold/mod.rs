@@ -256,7 +256,13 @@ impl ColdTier {
         let Some(location) = files.first().map(|f| f.location.clone()) else {
             return Ok(ColdPlan::NoFiles);
         };
-        if !files::disjoint(&files) || files.iter().any(|f| f.location != location) {
+        // Files of an older schema version are read (and adapted) by the
+        // merge path until compaction rewrites them to the current one.
+        if !files::disjoint(&files)
+            || files
+                .iter()
+                .any(|f| f.location != location || f.schema_version != def.version)
+        {
             return Ok(ColdPlan::Merge);
         }
         let predicate = match filter {
@@ -277,7 +283,14 @@ impl ColdTier {
         };
         let refs: Vec<&ColdFile> = files.iter().collect();
         let task = self.task();
-        let scan = files::scan_plan(def, &location, &refs, &columns, predicate, &task)?;
+        let scan = files::scan_plan(
+            def.arrow_schema(),
+            &location,
+            &refs,
+            &columns,
+            predicate,
+            &task,
+        )?;
         let live = not(Arc::new(Column::new(DELETED_COLUMN, deleted)))?;
         let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(live, scan)?);
         let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = projection
@@ -320,7 +333,7 @@ impl ColdTier {
         .map_err(|e| EngineError::Internal(format!("encoding task failed: {e}")))??;
         let bytes = data.len() as u64;
         store.put(&path, data).await?;
-        let file = files::describe(name, &store.name, path, &rows, keys, bytes);
+        let file = files::describe(name, &store.name, path, &rows, keys, bytes, def.version);
         Ok((file, memory))
     }
 
@@ -603,6 +616,7 @@ mod tests {
             max_pk: max.storage_key(),
             oldest_tombstone: None,
             created_at: 0,
+            schema_version: 1,
         }
     }
 

@@ -217,6 +217,7 @@ mod tests {
             max_pk: Vec::new(),
             oldest_tombstone: None,
             created_at: 0,
+            schema_version: 1,
         }
     }
 

@@ -66,6 +66,10 @@ pub struct BatchOutcome {
     pub error: Option<StatementError>,
 }
 
+/// How often a statement is planned again when ALTER TABLEs keep changing
+/// its table under it.
+const SCHEMA_CHANGE_RETRIES: u32 = 5;
+
 impl Engine {
     /// Runs a batch for `caller`.
     pub async fn execute(&self, caller: &Caller, request: SqlRequest) -> BatchOutcome {
@@ -193,8 +197,21 @@ impl Engine {
             self.config.limits.max_expression_depth,
             self.config.limits.max_joins,
         )?;
-        self.run_statement(state, caller, source.parse()?, params, namespace)
-            .await
+        let mut attempts = 0;
+        loop {
+            match self
+                .run_statement(state, caller, source.parse()?, params, namespace)
+                .await
+            {
+                // Planned with a table definition an ALTER TABLE replaced
+                // before the statement wrote: nothing was written, so plan
+                // it again with the new one.
+                Err(EngineError::SchemaChanged(_)) if attempts < SCHEMA_CHANGE_RETRIES => {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn run_statement(
@@ -209,6 +226,9 @@ impl Engine {
             KalamStatement::CreateTable(create) => self.create_table(caller, &create, namespace),
             KalamStatement::DropTable { name, if_exists } => {
                 self.drop_table(caller, &name, if_exists, namespace)
+            }
+            KalamStatement::AlterTable { name, change } => {
+                self.alter_table(caller, &name, change, namespace)
             }
             KalamStatement::ShowTables { namespace: filter } => {
                 let sql = match filter {
@@ -293,11 +313,6 @@ impl Engine {
                 Statement::Insert(insert) => self.run_insert(state, insert, params, namespace).await,
                 Statement::Update(update) => self.run_update(state, update, params, namespace).await,
                 Statement::Delete(delete) => self.run_delete(state, delete, params, namespace).await,
-                Statement::AlterTable(alter) => {
-                    self.refuse_stream_alter(&alter.name, namespace)?;
-                    self.run_datafusion(state, Statement::AlterTable(alter), params)
-                        .await
-                }
                 other => self.run_datafusion(state, other, params).await,
             },
         }

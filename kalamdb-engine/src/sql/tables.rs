@@ -4,14 +4,14 @@
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, DataType as SqlType, Expr, ObjectName, TableConstraint, UnaryOperator,
+    ColumnDef, ColumnOption, DataType as SqlType, Expr, TableConstraint, UnaryOperator,
     Value as SqlValue,
 };
 use kalamdb_model::{Table, TableSchema, Timestamp};
 use serde_json::{Value, json};
 
 use super::namespaces::{namespace_not_found, require_admin};
-use super::parser::{CreateTable, TableRef, table_ref};
+use super::parser::{CreateTable, TableRef};
 use super::result::{ResultColumn, StatementResult};
 use crate::engine::{Engine, LOCAL_STORAGE};
 use crate::error::{EngineError, ObjectKind, Result};
@@ -27,7 +27,7 @@ pub(super) const DEFAULT_DELETED_RETENTION_HOURS: i32 = 7 * 24;
 /// Name of the primary key added to tables that declare none.
 const AUTO_KEY: &str = "id";
 
-fn column_type(ty: &SqlType, column: &str) -> Result<ColumnType> {
+pub(super) fn column_type(ty: &SqlType, column: &str) -> Result<ColumnType> {
     let text = ty.to_string().to_ascii_uppercase();
     let base = text.split('(').next().unwrap_or_default().trim();
     Ok(match base {
@@ -131,6 +131,51 @@ fn default_value(expr: &Expr, spec: &ColumnSpec) -> Result<DefaultValue> {
     Ok(DefaultValue::Literal(cell))
 }
 
+/// A declared column, checked (its id is not yet set), and whether it is
+/// declared PRIMARY KEY.
+pub(super) fn column_spec(def: &ColumnDef) -> Result<(ColumnSpec, bool)> {
+    let name = if def.name.quote_style.is_some() {
+        def.name.value.clone()
+    } else {
+        def.name.value.to_ascii_lowercase()
+    };
+    check_column_name(&name)?;
+    let mut spec = ColumnSpec {
+        id: 0,
+        ty: column_type(&def.data_type, &name)?,
+        name,
+        nullable: true,
+        default: None,
+        fill: None,
+    };
+    let mut is_key = false;
+    for option in &def.options {
+        match &option.option {
+            ColumnOption::NotNull => spec.nullable = false,
+            ColumnOption::Null => spec.nullable = true,
+            ColumnOption::Default(expr) => spec.default = Some(default_value(expr, &spec)?),
+            ColumnOption::PrimaryKey(_) => is_key = true,
+            other => {
+                return Err(EngineError::InvalidInput(format!(
+                    "column option {other} on {} is not supported",
+                    spec.name
+                )));
+            }
+        }
+    }
+    Ok((spec, is_key))
+}
+
+/// A user column's name: valid, and not one reserved for system columns.
+pub(super) fn check_column_name(name: &str) -> Result<()> {
+    if name.starts_with('_') {
+        return Err(EngineError::InvalidInput(format!(
+            "column {name}: names starting with _ are reserved for system columns"
+        )));
+    }
+    super::parser::validate_name(name, "column").map_err(EngineError::InvalidInput)
+}
+
 /// Columns and primary key of a CREATE TABLE, validated.
 fn table_columns(create: &CreateTable) -> Result<(Vec<ColumnSpec>, usize)> {
     let mut columns: Vec<ColumnSpec> = Vec::with_capacity(create.columns.len() + 1);
@@ -145,42 +190,15 @@ fn table_columns(create: &CreateTable) -> Result<(Vec<ColumnSpec>, usize)> {
         Ok(())
     };
     for def in &create.columns {
-        let name = if def.name.quote_style.is_some() {
-            def.name.value.clone()
-        } else {
-            def.name.value.to_ascii_lowercase()
-        };
-        if name.starts_with('_') {
+        let (spec, is_key) = column_spec(def)?;
+        if columns.iter().any(|c| c.name == spec.name) {
             return Err(EngineError::InvalidInput(format!(
-                "column {name}: names starting with _ are reserved for system columns"
+                "column {} is declared twice",
+                spec.name
             )));
         }
-        super::parser::validate_name(&name, "column").map_err(EngineError::InvalidInput)?;
-        if columns.iter().any(|c| c.name == name) {
-            return Err(EngineError::InvalidInput(format!(
-                "column {name} is declared twice"
-            )));
-        }
-        let mut spec = ColumnSpec {
-            ty: column_type(&def.data_type, &name)?,
-            name,
-            nullable: true,
-            default: None,
-        };
-        let index = columns.len();
-        for option in &def.options {
-            match &option.option {
-                ColumnOption::NotNull => spec.nullable = false,
-                ColumnOption::Null => spec.nullable = true,
-                ColumnOption::Default(expr) => spec.default = Some(default_value(expr, &spec)?),
-                ColumnOption::PrimaryKey(_) => set_key(index, &spec.name, &mut primary_key)?,
-                other => {
-                    return Err(EngineError::InvalidInput(format!(
-                        "column option {other} on {} is not supported",
-                        spec.name
-                    )));
-                }
-            }
+        if is_key {
+            set_key(columns.len(), &spec.name, &mut primary_key)?;
         }
         columns.push(spec);
     }
@@ -216,10 +234,12 @@ fn table_columns(create: &CreateTable) -> Result<(Vec<ColumnSpec>, usize)> {
             columns.insert(
                 0,
                 ColumnSpec {
+                    id: 0,
                     name: AUTO_KEY.into(),
                     ty: ColumnType::BigInt,
                     nullable: false,
                     default: Some(DefaultValue::SnowflakeId),
+                    fill: None,
                 },
             );
             0
@@ -234,6 +254,9 @@ fn table_columns(create: &CreateTable) -> Result<(Vec<ColumnSpec>, usize)> {
         )));
     }
     key.nullable = false;
+    for (i, column) in columns.iter_mut().enumerate() {
+        column.id = i as u32 + 1;
+    }
     Ok((columns, primary_key))
 }
 
@@ -265,6 +288,7 @@ impl Engine {
         let table_name = &create.name.name;
         let stream = stream_options(create)?;
         let (columns, primary_key) = table_columns(create)?;
+        let columns_len = columns.len() as u32;
         let flush_interval = create.flush_interval.map(|d| d.as_secs());
         if create.flush_rows == Some(0) {
             return Err(EngineError::InvalidInput(
@@ -314,6 +338,8 @@ impl Engine {
             columns,
             primary_key,
             version: 1,
+            next_column_id: columns_len + 1,
+            history: Default::default(),
             storage_location: location_name.clone(),
             flush_policy: FlushPolicy {
                 rows: create.flush_rows,
@@ -326,6 +352,7 @@ impl Engine {
         let doc = SchemaDoc {
             columns: def.columns.clone(),
             primary_key: def.key_column().name.clone(),
+            next_column_id: def.next_column_id,
         };
         let table = Table {
             table_id: table_id.clone(),
@@ -400,28 +427,6 @@ impl Engine {
         ))
     }
 
-    /// A STREAM table's schema never changes: its events are short-lived,
-    /// so a new shape is a new table.
-    pub(crate) fn refuse_stream_alter(
-        &self,
-        name: &ObjectName,
-        default_namespace: Option<&str>,
-    ) -> Result<()> {
-        let Ok(name) = table_ref(name) else {
-            return Ok(());
-        };
-        let Ok(namespace) = self.resolve_namespace(&name, default_namespace) else {
-            return Ok(());
-        };
-        match self.tables.get(&namespace, &name.name) {
-            Some(def) if def.stream.is_some() => Err(EngineError::InvalidInput(format!(
-                "the schema of stream table {} cannot be altered: its events are short-lived; create a new stream table (or DROP and re-create this one)",
-                def.table_id()
-            ))),
-            _ => Ok(()),
-        }
-    }
-
     /// `DESCRIBE TABLE`: one row per column, system columns last.
     pub(crate) fn describe_table(
         &self,
@@ -441,6 +446,8 @@ impl Engine {
                 "is_nullable": c.nullable,
                 "column_default": c.default.as_ref().map(DefaultValue::sql),
                 "is_primary_key": i == def.primary_key,
+                "column_id": c.id,
+                "schema_version": def.version,
             }));
         }
         let schema = def.arrow_schema();
@@ -453,6 +460,7 @@ impl Engine {
             rows.push(json!({
                 "column_name": column, "data_type": ty, "is_nullable": false,
                 "column_default": null, "is_primary_key": false,
+                "column_id": null, "schema_version": def.version,
             }));
         }
         let columns = [
@@ -461,6 +469,8 @@ impl Engine {
             ("is_nullable", "BOOLEAN"),
             ("column_default", "TEXT"),
             ("is_primary_key", "BOOLEAN"),
+            ("column_id", "INT"),
+            ("schema_version", "INT"),
         ];
         Ok(StatementResult {
             columns: columns

@@ -96,12 +96,32 @@ impl DefaultValue {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnSpec {
+    /// Stable id: never changes (RENAME, MODIFY keep it) and is never
+    /// reused (a column dropped and added again gets a new one). Rows and
+    /// Parquet files are matched to columns by it. 0 in schemas written
+    /// before ids existed (see [`SchemaDoc::assign_ids`]).
+    #[serde(default)]
+    pub id: u32,
     pub name: String,
     pub ty: ColumnType,
     pub nullable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<DefaultValue>,
+    /// What rows written before the column existed read (a column added
+    /// by ALTER TABLE with a DEFAULT); NULL when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill: Option<serde_json::Value>,
 }
+
+impl ColumnSpec {
+    /// The Arrow field of the column.
+    pub fn arrow_field(&self) -> Field {
+        Field::new(&self.name, self.ty.arrow_type(), true)
+    }
+}
+
+/// Arrow field metadata key the Parquet writer stores as the field id.
+pub(crate) const PARQUET_FIELD_ID: &str = "PARQUET:field_id";
 
 /// Flush policy options (used by the cold tier).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -166,6 +186,13 @@ pub struct TableDef {
     /// Index of the primary key in `columns`.
     pub primary_key: usize,
     pub version: i32,
+    /// The id the next added column gets.
+    #[serde(default)]
+    pub next_column_id: u32,
+    /// Every version's user columns, oldest first (`history[v - 1]`): how
+    /// rows and files written under an older version are read.
+    #[serde(skip)]
+    pub history: Arc<Vec<Arc<[ColumnSpec]>>>,
     pub storage_location: String,
     #[serde(default)]
     pub flush_policy: FlushPolicy,
@@ -228,11 +255,33 @@ impl TableDef {
     /// planning leaves NOT NULL and defaults to KalamDB, which checks them
     /// after filling defaults.
     pub fn arrow_schema(&self) -> SchemaRef {
-        let mut fields: Vec<Field> = self
-            .columns
+        self.schema_of(&self.columns)
+    }
+
+    /// The schema Parquet files are written with: [`TableDef::arrow_schema`]
+    /// with each user column's id as its Parquet field id.
+    pub(crate) fn file_schema(&self) -> SchemaRef {
+        let schema = self.arrow_schema();
+        let fields: Vec<Field> = schema
+            .fields()
             .iter()
-            .map(|c| Field::new(&c.name, c.ty.arrow_type(), true))
+            .enumerate()
+            .map(|(i, field)| match self.columns.get(i) {
+                Some(column) => field.as_ref().clone().with_metadata(
+                    [(PARQUET_FIELD_ID.to_string(), column.id.to_string())]
+                        .into_iter()
+                        .collect(),
+                ),
+                None => field.as_ref().clone(),
+            })
             .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    /// [`TableDef::arrow_schema`] of `columns` (the user columns of some
+    /// version of this table).
+    pub(crate) fn schema_of(&self, columns: &[ColumnSpec]) -> SchemaRef {
+        let mut fields: Vec<Field> = columns.iter().map(ColumnSpec::arrow_field).collect();
         fields.extend(
             self.rules()
                 .system_columns()
@@ -240,6 +289,58 @@ impl TableDef {
                 .map(|name| Field::new(*name, system_column_type(name), true)),
         );
         Arc::new(Schema::new(fields))
+    }
+
+    /// The user columns of schema version `version`, if this definition
+    /// knows it (it knows its own and every older one).
+    pub(crate) fn version_columns(&self, version: i32) -> Option<&[ColumnSpec]> {
+        if version == self.version {
+            return Some(&self.columns);
+        }
+        let index = usize::try_from(version).ok()?.checked_sub(1)?;
+        self.history.get(index).map(|c| &c[..])
+    }
+
+    /// Where each current user column comes from in a row or file written
+    /// under `version`: the position of the same column id there (and its
+    /// type then), or `None` when the column did not exist (it reads as its
+    /// fill). Errors for a version newer than this definition.
+    pub(crate) fn sources(&self, version: i32) -> Result<Vec<Option<(usize, ColumnType)>>> {
+        let old = self
+            .version_columns(version)
+            .ok_or_else(|| EngineError::SchemaChanged(self.table_id().to_string()))?;
+        Ok(self
+            .columns
+            .iter()
+            .map(|c| {
+                old.iter()
+                    .position(|o| o.id == c.id)
+                    .map(|i| (i, old[i].ty))
+            })
+            .collect())
+    }
+
+    /// Rewrites a row written under an older schema version into this
+    /// version's shape: columns matched by id, widened types converted,
+    /// added columns filled, dropped ones gone.
+    pub(crate) fn upgrade(&self, row: &mut super::row::StoredRow) -> Result<()> {
+        if row.version == self.version {
+            return Ok(());
+        }
+        let sources = self.sources(row.version)?;
+        let mut old = std::mem::take(&mut row.values);
+        row.values = sources
+            .iter()
+            .zip(&self.columns)
+            .map(|(source, column)| match source {
+                Some((i, ty)) => {
+                    super::row::convert_cell(std::mem::take(&mut old[*i]), *ty, column.ty)
+                }
+                None => column.fill.clone().unwrap_or(serde_json::Value::Null),
+            })
+            .collect();
+        row.version = self.version;
+        Ok(())
     }
 
     /// Number of user columns.
@@ -253,6 +354,29 @@ impl TableDef {
 pub(crate) struct SchemaDoc {
     pub columns: Vec<ColumnSpec>,
     pub primary_key: String,
+    /// The id the next added column gets (absent before column ids).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub next_column_id: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl SchemaDoc {
+    /// Schemas written before column ids existed (every table then was at
+    /// version 1, and rows and files matched columns by position) get the
+    /// ids 1, 2, … in column order: the same ids on every start, so nothing
+    /// needs rewriting.
+    pub(crate) fn assign_ids(&mut self) {
+        if self.columns.iter().any(|c| c.id == 0) {
+            for (i, column) in self.columns.iter_mut().enumerate() {
+                column.id = i as u32 + 1;
+            }
+        }
+        let max = self.columns.iter().map(|c| c.id).max().unwrap_or(0);
+        self.next_column_id = self.next_column_id.max(max + 1);
+    }
 }
 
 /// `schema_id` of a table's schema version.
@@ -260,8 +384,19 @@ pub(crate) fn schema_id(table_id: &str, version: i32) -> String {
     format!("{table_id}#v{version:06}")
 }
 
-/// Builds the in-memory definition from a `system.tables` row and its schema.
-pub(crate) fn table_def(table: &kalamdb_model::Table, doc: SchemaDoc) -> Result<TableDef> {
+/// Builds the in-memory definition from a `system.tables` row and every
+/// version of its schema, oldest first (the last is the current one).
+pub(crate) fn table_def(
+    table: &kalamdb_model::Table,
+    mut docs: Vec<SchemaDoc>,
+) -> Result<TableDef> {
+    for doc in &mut docs {
+        doc.assign_ids();
+    }
+    let doc = docs
+        .pop()
+        .ok_or_else(|| EngineError::Internal(format!("{} has no schema", table.table_id)))?;
+    let history: Vec<Arc<[ColumnSpec]>> = docs.into_iter().map(|d| d.columns.into()).collect();
     let kind = table.table_type;
     let primary_key = doc
         .columns
@@ -282,6 +417,8 @@ pub(crate) fn table_def(table: &kalamdb_model::Table, doc: SchemaDoc) -> Result<
         columns: doc.columns,
         primary_key,
         version: table.schema_version,
+        next_column_id: doc.next_column_id,
+        history: Arc::new(history),
         storage_location: table.storage_location.clone(),
         flush_policy,
         deleted_retention_hours: table.deleted_retention_hours,

@@ -30,9 +30,26 @@ pub(crate) struct StoredRow {
     pub updated: i64,
     #[serde(rename = "d", default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
-    /// One cell per user column.
+    /// The schema version the row was written under (rows from before
+    /// schema versions were recorded are version 1). Readers bring it to
+    /// their version with [`TableDef::upgrade`].
+    #[serde(
+        rename = "w",
+        default = "first_version",
+        skip_serializing_if = "is_first_version"
+    )]
+    pub version: i32,
+    /// One cell per user column of that version.
     #[serde(rename = "v")]
     pub values: Vec<Value>,
+}
+
+fn first_version() -> i32 {
+    1
+}
+
+fn is_first_version(version: &i32) -> bool {
+    *version == 1
 }
 
 impl StoredRow {
@@ -101,6 +118,30 @@ pub(crate) fn array_to_cells(array: &ArrayRef, ty: ColumnType, column: &str) -> 
         })
     });
     cells.collect()
+}
+
+/// A cell of a column whose type was widened from `from` to `to` (INT →
+/// BIGINT, INT/BIGINT → DOUBLE, anything → TEXT), converted as Arrow's cast
+/// converts the same value in a Parquet file, so both tiers agree.
+pub(crate) fn convert_cell(cell: Value, from: ColumnType, to: ColumnType) -> Value {
+    if from == to || cell.is_null() {
+        return cell;
+    }
+    match to {
+        ColumnType::Double => cell_f64(&cell).map(float_cell).unwrap_or(Value::Null),
+        ColumnType::Text if from == ColumnType::Json => cell,
+        ColumnType::Text => {
+            let array = cells_to_array(from, std::iter::once(&cell));
+            cast_with_options(&array, &to.arrow_type(), &CastOptions::default())
+                .ok()
+                .and_then(|text| {
+                    let text = text.as_string_opt::<i32>()?;
+                    (!text.is_null(0)).then(|| Value::String(text.value(0).to_string()))
+                })
+                .unwrap_or(Value::Null)
+        }
+        _ => cell,
+    }
 }
 
 /// An Arrow array of the column's type from cells.
@@ -195,6 +236,7 @@ pub(crate) struct Change {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::DataType;
     use serde_json::json;
 
     #[test]
@@ -214,6 +256,25 @@ mod tests {
     }
 
     #[test]
+    fn widened_cells_read_as_arrow_casts_them() {
+        use ColumnType::*;
+        assert_eq!(convert_cell(json!(7), Int, BigInt), json!(7));
+        assert_eq!(convert_cell(json!(7), BigInt, Double), json!(7.0));
+        assert_eq!(convert_cell(json!(7), Int, Text), json!("7"));
+        assert_eq!(convert_cell(json!(true), Boolean, Text), json!("true"));
+        assert_eq!(convert_cell(json!(1.5), Double, Text), json!("1.5"));
+        assert_eq!(convert_cell(json!("{}"), Json, Text), json!("{}"));
+        assert_eq!(convert_cell(json!(null), Int, Text), json!(null));
+        // The same as a Parquet column of the old type cast on read.
+        let array: ArrayRef = Arc::new(datafusion::arrow::array::Date32Array::from(vec![20_000]));
+        let cast = cast_with_options(&array, &DataType::Utf8, &CastOptions::default()).unwrap();
+        assert_eq!(
+            convert_cell(json!(20_000), Date, Text),
+            json!(cast.as_string::<i32>().value(0))
+        );
+    }
+
+    #[test]
     fn json_columns_must_hold_json() {
         let array: ArrayRef = Arc::new(StringArray::from(vec!["{\"a\":1}", "{oops"]));
         let err = array_to_cells(&array, ColumnType::Json, "meta").unwrap_err();
@@ -222,16 +283,26 @@ mod tests {
 
     #[test]
     fn compact_encoding() {
-        let row = StoredRow {
+        let mut row = StoredRow {
             seq: 5,
             updated: 6,
             deleted: false,
+            version: 1,
             values: vec![json!(1), json!("x")],
         };
         let bytes = row.encode().unwrap();
+        // Version 1 is left out: rows written before schema versions
+        // existed read as version 1, and new ones encode the same.
         assert_eq!(
             String::from_utf8(bytes.clone()).unwrap(),
             r#"{"s":5,"u":6,"v":[1,"x"]}"#
+        );
+        assert_eq!(StoredRow::decode(&bytes).unwrap(), row);
+        row.version = 3;
+        let bytes = row.encode().unwrap();
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            r#"{"s":5,"u":6,"w":3,"v":[1,"x"]}"#
         );
         assert_eq!(StoredRow::decode(&bytes).unwrap(), row);
     }

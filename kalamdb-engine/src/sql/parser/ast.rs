@@ -1,6 +1,6 @@
 //! The statements KalamDB parses itself, as values.
 
-use datafusion::sql::sqlparser::ast::{ColumnDef, Statement, TableConstraint};
+use datafusion::sql::sqlparser::ast::{ColumnDef, DataType, Statement, TableConstraint};
 use kalamdb_model::Role;
 
 use super::StatementSource;
@@ -41,6 +41,11 @@ pub(crate) enum KalamStatement {
     DropTable {
         name: TableRef,
         if_exists: bool,
+    },
+    /// `ALTER TABLE ns.t …`: one schema or option change.
+    AlterTable {
+        name: TableRef,
+        change: TableChange,
     },
     ShowTables {
         namespace: Option<String>,
@@ -96,6 +101,27 @@ pub(crate) struct CreateTable {
     pub flush_interval: Option<std::time::Duration>,
     pub deleted_retention: Option<std::time::Duration>,
     pub with_options: Vec<(String, serde_json::Value)>,
+}
+
+/// What one `ALTER TABLE` changes. Column names are as written (unquoted
+/// ones lower-cased).
+#[derive(Debug, Clone)]
+pub(crate) enum TableChange {
+    /// `ADD [COLUMN] c TYPE [NOT NULL] [DEFAULT …]`.
+    AddColumn(Box<ColumnDef>),
+    /// `DROP [COLUMN] c`.
+    DropColumn(String),
+    /// `RENAME COLUMN a TO b`.
+    RenameColumn { from: String, to: String },
+    /// `MODIFY [COLUMN] c TYPE` or `ALTER COLUMN c [SET DATA] TYPE t`.
+    ModifyColumn { name: String, data_type: DataType },
+    /// `SET FLUSH POLICY ROWS n [INTERVAL '…']`.
+    SetFlushPolicy {
+        rows: Option<u64>,
+        interval: Option<std::time::Duration>,
+    },
+    /// `SET DELETED RETENTION '…'`.
+    SetDeletedRetention(std::time::Duration),
 }
 
 /// `CREATE STORAGE name TYPE filesystem|s3 PATH '…' [CREDENTIALS 'ref'] [OPTIONS (…)]`.

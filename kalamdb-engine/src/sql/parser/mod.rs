@@ -15,7 +15,9 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
-pub(crate) use ast::{CreateStorage, CreateTable, KalamStatement, TableRef, UserChange};
+pub(crate) use ast::{
+    CreateStorage, CreateTable, KalamStatement, TableChange, TableRef, UserChange,
+};
 pub(crate) use tables::table_ref;
 
 use std::time::Duration;
@@ -24,7 +26,7 @@ use crate::error::{EngineError, Result};
 use crate::table::def::parse_duration_secs;
 use depth::expression_depth;
 use storage::parse_create_storage;
-use tables::{parse_create_table, parse_table_ref, table_kind_ahead};
+use tables::{parse_alter_table, parse_create_table, parse_table_ref, table_kind_ahead};
 use users::{parse_alter_user, parse_create_user, parse_user_name};
 
 /// Longest identifier KalamDB accepts for namespaces and users.
@@ -312,6 +314,9 @@ fn parse_statement(parser: &mut Parser) -> PResult<KalamStatement> {
         parser.next_token();
         parser.next_token();
         return parse_create_table(parser, kind);
+    }
+    if eat_words(parser, &["ALTER", "TABLE"]) {
+        return parse_alter_table(parser);
     }
     if eat_words(parser, &["DROP", "TABLE"]) {
         let if_exists = eat_words(parser, &["IF", "EXISTS"]);

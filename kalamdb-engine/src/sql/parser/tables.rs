@@ -3,7 +3,9 @@
 use datafusion::sql::sqlparser::ast::ObjectName;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 
-use super::ast::{CreateTable, KalamStatement, TableRef};
+use std::time::Duration;
+
+use super::ast::{CreateTable, KalamStatement, TableChange, TableRef};
 use super::{
     PResult, eat_words, expected, parse_count, parse_duration, parse_options, validate_name,
     word_at,
@@ -80,28 +82,7 @@ pub(super) fn parse_create_table(
         if eat_words(parser, &["LOCATION", "REFERENCE"]) {
             create.location = Some(parser.parse_literal_string()?);
         } else if eat_words(parser, &["FLUSH", "POLICY"]) {
-            let mut any = false;
-            loop {
-                if eat_words(parser, &["ROWS"]) {
-                    create.flush_rows = Some(parse_count(parser)?);
-                } else if eat_words(parser, &["INTERVAL"]) {
-                    create.flush_interval = Some(parse_duration(
-                        parser,
-                        "FLUSH POLICY INTERVAL",
-                        "5 minutes",
-                    )?);
-                } else {
-                    break;
-                }
-                any = true;
-            }
-            if !any {
-                return expected(
-                    parser,
-                    "ROWS n or INTERVAL '…' after FLUSH POLICY",
-                    parser.peek_token(),
-                );
-            }
+            (create.flush_rows, create.flush_interval) = parse_flush_policy(parser)?;
         } else if eat_words(parser, &["DELETED", "RETENTION"]) {
             create.deleted_retention = Some(parse_duration(parser, "DELETED RETENTION", "7 days")?);
         } else if eat_words(parser, &["WITH"]) {
@@ -111,6 +92,91 @@ pub(super) fn parse_create_table(
         }
     }
     Ok(KalamStatement::CreateTable(Box::new(create)))
+}
+
+/// `ROWS n [INTERVAL '…']` (either or both) after `FLUSH POLICY`.
+fn parse_flush_policy(parser: &mut Parser) -> PResult<(Option<u64>, Option<Duration>)> {
+    let (mut rows, mut interval) = (None, None);
+    loop {
+        if eat_words(parser, &["ROWS"]) {
+            rows = Some(parse_count(parser)?);
+        } else if eat_words(parser, &["INTERVAL"]) {
+            interval = Some(parse_duration(
+                parser,
+                "FLUSH POLICY INTERVAL",
+                "5 minutes",
+            )?);
+        } else {
+            break;
+        }
+    }
+    if rows.is_none() && interval.is_none() {
+        return expected(
+            parser,
+            "ROWS n or INTERVAL '…' after FLUSH POLICY",
+            parser.peek_token(),
+        );
+    }
+    Ok((rows, interval))
+}
+
+/// A column name: unquoted names are lower-cased, as in CREATE TABLE.
+fn parse_column_name(parser: &mut Parser) -> PResult<String> {
+    let ident = parser.parse_identifier()?;
+    Ok(if ident.quote_style.is_some() {
+        ident.value
+    } else {
+        ident.value.to_ascii_lowercase()
+    })
+}
+
+/// What follows `ALTER TABLE`.
+pub(super) fn parse_alter_table(parser: &mut Parser) -> PResult<KalamStatement> {
+    let name = parse_table_ref(parser)?;
+    let change = if eat_words(parser, &["ADD"]) {
+        eat_words(parser, &["COLUMN"]);
+        TableChange::AddColumn(Box::new(parser.parse_column_def()?))
+    } else if eat_words(parser, &["DROP"]) {
+        eat_words(parser, &["COLUMN"]);
+        TableChange::DropColumn(parse_column_name(parser)?)
+    } else if eat_words(parser, &["RENAME", "COLUMN"]) {
+        let from = parse_column_name(parser)?;
+        if !eat_words(parser, &["TO"]) {
+            return expected(parser, "TO", parser.peek_token());
+        }
+        TableChange::RenameColumn {
+            from,
+            to: parse_column_name(parser)?,
+        }
+    } else if eat_words(parser, &["MODIFY"]) {
+        eat_words(parser, &["COLUMN"]);
+        TableChange::ModifyColumn {
+            name: parse_column_name(parser)?,
+            data_type: parser.parse_data_type()?,
+        }
+    } else if eat_words(parser, &["ALTER", "COLUMN"]) {
+        let name = parse_column_name(parser)?;
+        eat_words(parser, &["SET", "DATA"]);
+        if !eat_words(parser, &["TYPE"]) {
+            return expected(parser, "TYPE", parser.peek_token());
+        }
+        TableChange::ModifyColumn {
+            name,
+            data_type: parser.parse_data_type()?,
+        }
+    } else if eat_words(parser, &["SET", "FLUSH", "POLICY"]) {
+        let (rows, interval) = parse_flush_policy(parser)?;
+        TableChange::SetFlushPolicy { rows, interval }
+    } else if eat_words(parser, &["SET", "DELETED", "RETENTION"]) {
+        TableChange::SetDeletedRetention(parse_duration(parser, "DELETED RETENTION", "7 days")?)
+    } else {
+        return expected(
+            parser,
+            "ADD COLUMN, DROP COLUMN, RENAME COLUMN, MODIFY COLUMN, SET FLUSH POLICY or SET DELETED RETENTION",
+            parser.peek_token(),
+        );
+    };
+    Ok(KalamStatement::AlterTable { name, change })
 }
 
 #[cfg(test)]
