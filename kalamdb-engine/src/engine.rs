@@ -170,18 +170,35 @@ impl Engine {
     /// location and the `root` user.
     fn bootstrap(&self) -> Result<Bootstrap> {
         let now = Timestamp::now();
-        if self.stores.storage_locations.get(LOCAL_STORAGE)?.is_none() {
-            let path = self.config.data_dir.join("storage");
-            self.stores.storage_locations.put(&StorageLocation {
+        // `local` is always `{data_dir}/storage`: a data directory that was
+        // moved (or restored elsewhere) keeps finding its Parquet files.
+        let path = self
+            .config
+            .data_dir
+            .join("storage")
+            .to_string_lossy()
+            .into_owned();
+        match self.stores.storage_locations.get(LOCAL_STORAGE)? {
+            None => self.stores.storage_locations.put(&StorageLocation {
                 location_name: LOCAL_STORAGE.into(),
                 location_type: StorageKind::Filesystem,
-                path: path.to_string_lossy().into_owned(),
+                path,
                 credentials_ref: None,
                 options: None,
                 usage_count: 0,
                 created_at: now,
                 updated_at: now,
-            })?;
+            })?,
+            Some(mut local) if local.path != path => {
+                tracing::info!(
+                    "the data directory moved: storage location local is now {path} (was {})",
+                    local.path
+                );
+                local.path = path;
+                local.updated_at = now;
+                self.stores.storage_locations.put(&local)?;
+            }
+            Some(_) => {}
         }
         // Subscriptions do not survive a restart: rows left by a crash are stale.
         for stale in self.stores.live_queries.scan_all()? {

@@ -66,6 +66,30 @@ impl TestServer {
         Self::spawn(data_dir, all)
     }
 
+    /// A server on a copy of the data directory `fixture` (one written by
+    /// an earlier release, say), with root's password [`ROOT_PASSWORD`].
+    pub fn start_on_copy(fixture: &Path) -> Self {
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).expect("create dir");
+            for entry in std::fs::read_dir(from).expect("read fixture") {
+                let entry = entry.expect("fixture entry");
+                let target = to.join(entry.file_name());
+                if entry.file_type().expect("file type").is_dir() {
+                    copy(&entry.path(), &target);
+                } else {
+                    std::fs::copy(entry.path(), &target).expect("copy fixture file");
+                }
+            }
+        }
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        copy(fixture, &data_dir.path().join("data"));
+        let env = vec![(
+            "KALAMDB_ROOT_PASSWORD".to_string(),
+            ROOT_PASSWORD.to_string(),
+        )];
+        Self::spawn(data_dir, env)
+    }
+
     fn spawn(data_dir: tempfile::TempDir, env: Vec<(String, String)>) -> Self {
         let log_path = data_dir.path().join("server.log");
         let log = std::fs::OpenOptions::new()

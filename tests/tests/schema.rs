@@ -211,6 +211,75 @@ async fn reads_span_every_schema_version_before_and_after_compaction_and_restart
     assert_eq!(tables[0]["schema_version"], 6);
 }
 
+/// `tests/fixtures/data-v1` was written by the release before schema
+/// versions (6b39df1; see tests/fixtures/README.md): rows without a
+/// version, schemas without column ids, manifest entries without a schema
+/// version, and the `local` location at the path it was made under. It is
+/// read as version 1 at start, with nothing rewritten, and altered like
+/// any table.
+#[tokio::test]
+async fn a_data_directory_of_the_previous_release_is_read_and_altered() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/data-v1");
+    let server = TestServer::start_on_copy(&fixture);
+    let root = server.root_token().await;
+    let alice = server.token("alice", "pw-a").await;
+    let bob = server.token("bob", "pw-b").await;
+    let notes = "SELECT id, title, n FROM app.notes ORDER BY id";
+    assert_eq!(
+        server.query_ok(&alice, notes).await,
+        vec![
+            json!({"id": "1", "title": "a1", "n": 1}),
+            json!({"id": "2", "title": "a2-updated", "n": 2}),
+            json!({"id": "3", "title": "a3", "n": 3}),
+        ]
+    );
+    assert_eq!(
+        server.query_ok(&bob, notes).await,
+        vec![json!({"id": "1", "title": "b1", "n": 10})]
+    );
+    let rooms = server
+        .query_ok(&root, "SELECT id, name FROM app.rooms ORDER BY id")
+        .await;
+    assert_eq!(rooms.len(), 3, "{rooms:?}");
+    let describe = server.query_ok(&root, "DESCRIBE TABLE app.notes").await;
+    let ids: Vec<&Value> = describe.iter().take(3).map(|r| &r["column_id"]).collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(schema_version(&server, &root, "notes").await, 1);
+    alter(
+        &server,
+        &root,
+        "ALTER TABLE app.notes ADD COLUMN tag TEXT DEFAULT 'v1'",
+    )
+    .await;
+    alter(
+        &server,
+        &root,
+        "ALTER TABLE app.notes RENAME COLUMN title TO subject",
+    )
+    .await;
+    server
+        .query_ok(
+            &alice,
+            "INSERT INTO app.notes (id, subject, n, tag) VALUES (4, 'a4', 4, 'v3')",
+        )
+        .await;
+    server.run_job(&root, "FLUSH TABLE app.notes").await;
+    server.run_job(&root, "COMPACT TABLE app.notes").await;
+    let server = server.restart();
+    let alice = server.token("alice", "pw-a").await;
+    assert_eq!(
+        server
+            .query_ok(&alice, "SELECT id, subject, tag FROM app.notes ORDER BY id")
+            .await,
+        vec![
+            json!({"id": "1", "subject": "a1", "tag": "v1"}),
+            json!({"id": "2", "subject": "a2-updated", "tag": "v1"}),
+            json!({"id": "3", "subject": "a3", "tag": "v1"}),
+            json!({"id": "4", "subject": "a4", "tag": "v3"}),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn bad_alters_are_refused_and_change_nothing() {
     let (server, root) = TestServer::prepared(
