@@ -354,7 +354,7 @@ impl Engine {
             .ok_or_else(|| EngineError::not_found(ObjectKind::Table, table_id.to_string()))?;
         match job.job_type {
             JobKind::Flush => self.flush_job(def, params).await,
-            JobKind::Compact => self.compact_job(&def, params).await,
+            JobKind::Compact => self.compact_job(def, params).await,
             JobKind::Cleanup => self.cleanup_job(&def).await,
         }
     }
@@ -370,9 +370,7 @@ impl Engine {
                 // Rows of a newer schema version: an ALTER TABLE committed
                 // meanwhile. Flush under the new definition.
                 Err(EngineError::SchemaChanged(_)) => {
-                    def = self.tables.by_id(&def.table_id()).ok_or_else(|| {
-                        EngineError::not_found(ObjectKind::Table, def.table_id().to_string())
-                    })?;
+                    def = self.current_def(&def)?;
                     self.tables.tiers.flush_partition(&def, scope).await?
                 }
                 other => other?,
@@ -400,13 +398,22 @@ impl Engine {
         })
     }
 
-    async fn compact_job(&self, def: &TableDef, params: &JobParams) -> Result<Outcome> {
+    /// The registered definition of `def`'s table: a job that met rows or
+    /// files of a newer schema version (an ALTER TABLE committed while it
+    /// ran) goes on with it.
+    fn current_def(&self, def: &TableDef) -> Result<Arc<TableDef>> {
+        self.tables
+            .by_id(&def.table_id())
+            .ok_or_else(|| EngineError::not_found(ObjectKind::Table, def.table_id().to_string()))
+    }
+
+    async fn compact_job(&self, mut def: Arc<TableDef>, params: &JobParams) -> Result<Outcome> {
         let scopes = match &params.partition {
             Some(label) => vec![partition(label)?],
             None => self
                 .tables
                 .cold()
-                .cold_partitions(def)?
+                .cold_partitions(&def)?
                 .into_iter()
                 .map(|(scope, _)| scope)
                 .collect(),
@@ -414,7 +421,13 @@ impl Engine {
         let mut totals = crate::tiers::PartitionCompaction::default();
         let mut partitions = 0;
         for scope in &scopes {
-            let done = self.tables.tiers.compact_partition(def, scope).await?;
+            let done = match self.tables.tiers.compact_partition(&def, scope).await {
+                Err(EngineError::SchemaChanged(_)) => {
+                    def = self.current_def(&def)?;
+                    self.tables.tiers.compact_partition(&def, scope).await?
+                }
+                other => other?,
+            };
             if done.files_before != done.files_after || done.rows_before != done.rows_after {
                 partitions += 1;
             }

@@ -13,11 +13,14 @@ use serde_json::Value;
 use super::namespaces::require_admin;
 use super::parser::{TableChange, TableRef};
 use super::result::StatementResult;
-use super::tables::{check_column_name, column_spec, column_type, table_not_found};
+use super::tables::{
+    check_column_name, column_spec, column_type, table_not_found, too_many_columns,
+};
 use crate::cold::manifest;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::session::Caller;
+use crate::table::def::MAX_COLUMNS;
 use crate::table::row::convert_cell;
 use crate::table::{ColumnType, DefaultValue, SchemaDoc, TableDef, TableId, schema_id};
 
@@ -143,6 +146,9 @@ impl Engine {
                         "column {} cannot be added as a PRIMARY KEY: a table's primary key never changes",
                         spec.name
                     )));
+                }
+                if def.columns.len() >= MAX_COLUMNS {
+                    return Err(too_many_columns(def.columns.len() + 1));
                 }
                 if def.column_index(&spec.name).is_some() {
                     return Err(EngineError::InvalidInput(format!(

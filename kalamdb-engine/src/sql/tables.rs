@@ -17,7 +17,7 @@ use crate::engine::{Engine, LOCAL_STORAGE};
 use crate::error::{EngineError, ObjectKind, Result};
 use crate::provider::scalar_to_cell;
 use crate::session::Caller;
-use crate::table::def::{FlushPolicy, StreamOptions, parse_duration_secs};
+use crate::table::def::{FlushPolicy, MAX_COLUMNS, StreamOptions, parse_duration_secs};
 use crate::table::{ColumnSpec, ColumnType, DefaultValue, TableDef, TableId, TableKind};
 use crate::table::{SchemaDoc, schema_id};
 
@@ -166,6 +166,12 @@ pub(super) fn column_spec(def: &ColumnDef) -> Result<(ColumnSpec, bool)> {
     Ok((spec, is_key))
 }
 
+pub(super) fn too_many_columns(count: usize) -> EngineError {
+    EngineError::InvalidInput(format!(
+        "a table has at most {MAX_COLUMNS} columns ({count} asked for)"
+    ))
+}
+
 /// A user column's name: valid, and not one reserved for system columns.
 pub(super) fn check_column_name(name: &str) -> Result<()> {
     if name.starts_with('_') {
@@ -189,6 +195,9 @@ fn table_columns(create: &CreateTable) -> Result<(Vec<ColumnSpec>, usize)> {
         *key = Some(index);
         Ok(())
     };
+    if create.columns.len() > MAX_COLUMNS {
+        return Err(too_many_columns(create.columns.len()));
+    }
     for def in &create.columns {
         let (spec, is_key) = column_spec(def)?;
         if columns.iter().any(|c| c.name == spec.name) {

@@ -16,6 +16,10 @@ pub(crate) const UPDATED_COLUMN: &str = "_updated";
 /// System column: true for a deleted row (never visible to queries).
 pub(crate) const DELETED_COLUMN: &str = "_deleted";
 
+/// The most user columns a table may have (every row and every schema
+/// version lists them).
+pub(crate) const MAX_COLUMNS: usize = 1024;
+
 /// Column types a table may declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
