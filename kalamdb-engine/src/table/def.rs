@@ -180,7 +180,7 @@ impl std::fmt::Display for TableId {
 }
 
 /// Everything KalamDB knows about one table's current schema version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TableDef {
     pub namespace: String,
     pub name: String,
@@ -191,18 +191,14 @@ pub struct TableDef {
     pub primary_key: usize,
     pub version: i32,
     /// The id the next added column gets.
-    #[serde(default)]
     pub next_column_id: u32,
     /// Every version's user columns, oldest first (`history[v - 1]`): how
     /// rows and files written under an older version are read.
-    #[serde(skip)]
     pub history: Arc<Vec<Arc<[ColumnSpec]>>>,
     pub storage_location: String,
-    #[serde(default)]
     pub flush_policy: FlushPolicy,
     pub deleted_retention_hours: i32,
     /// A STREAM table's options.
-    #[serde(default)]
     pub stream: Option<StreamOptions>,
 }
 
