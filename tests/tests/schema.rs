@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kalamdb_tests::TestServer;
 use kalamdb_tests::ws::{connect, next, send};
+use kalamdb_tests::{TestServer, parquet_files};
 use serde_json::{Value, json};
 
 const MANUAL_ONLY: [(&str, &str); 3] = [
@@ -86,6 +86,20 @@ async fn check(server: &TestServer, alice: &str, bob: &str) {
         assert!(names.iter().any(|n| *n == name), "{name} in {names:?}");
     }
     assert!(!names.iter().any(|n| *n == "title"), "{names:?}");
+}
+
+/// The Parquet field ids of a file's user columns.
+fn field_ids(path: &std::path::Path) -> Vec<(String, i32)> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    schema
+        .root_schema()
+        .get_fields()
+        .iter()
+        .filter(|f| f.get_basic_info().has_id())
+        .map(|f| (f.name().to_string(), f.get_basic_info().id()))
+        .collect()
 }
 
 async fn schema_version(server: &TestServer, root: &str, table: &str) -> Value {
@@ -171,6 +185,16 @@ async fn reads_span_every_schema_version_before_and_after_compaction_and_restart
     check(&server, &alice, &bob).await;
     server.run_job(&root, "COMPACT TABLE app.notes").await;
     check(&server, &alice, &bob).await;
+    // The compacted file is in the current version and carries the column
+    // ids as Parquet field ids: `old` is the new column (6), not the
+    // dropped one (4).
+    let files = parquet_files(&server.data_dir().join("storage/app/notes/alice"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(
+        field_ids(&files[0]),
+        [("id", 1), ("subject", 2), ("n", 3), ("tag", 5), ("old", 6)]
+            .map(|(name, id)| (name.to_string(), id))
+    );
     let server = server.restart();
     check(&server, &alice, &bob).await;
 
