@@ -42,6 +42,9 @@ pub struct EngineConfig {
     pub jobs: JobConfig,
     /// Bounds on the work one request may ask for.
     pub limits: Limits,
+    /// The only local directory backups are written to and restored from;
+    /// `{data_dir}/backups` when absent.
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -54,6 +57,7 @@ impl EngineConfig {
             cold: ColdConfig::default(),
             jobs: JobConfig::default(),
             limits: Limits::default(),
+            backup_dir: None,
         }
     }
 }

@@ -134,6 +134,16 @@ impl HotTier {
         Ok(seq)
     }
 
+    /// Makes every later `_seq` larger than `seq` (rows restored from a
+    /// backup keep theirs), moving the persisted high-water mark first.
+    pub(crate) fn advance_seq(&self, seq: i64) -> Result<()> {
+        while self.seq.current() < seq {
+            self.next_seq()?;
+            self.seq.raise(seq);
+        }
+        Ok(())
+    }
+
     /// The last `_seq` handed out.
     pub(crate) fn current_seq(&self) -> i64 {
         self.seq.current()

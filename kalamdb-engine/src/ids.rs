@@ -48,6 +48,11 @@ impl SeqGen {
         }
     }
 
+    /// Makes the next sequence larger than `floor`.
+    pub(crate) fn raise(&self, floor: i64) {
+        self.last.fetch_max(floor, Ordering::AcqRel);
+    }
+
     /// The last sequence handed out.
     pub(crate) fn current(&self) -> i64 {
         self.last.load(Ordering::Acquire)

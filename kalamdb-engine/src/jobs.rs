@@ -23,7 +23,7 @@ use crate::cold::{ColdFilter, files};
 use crate::engine::Engine;
 use crate::error::{EngineError, ObjectKind, Result};
 use crate::hot::RawRow;
-use crate::queue::{JobParams, pending_key};
+use crate::queue::{BackupJob, JobParams, pending_key};
 use crate::table::keys::Scope;
 use crate::table::{TableDef, TableId};
 
@@ -249,16 +249,43 @@ impl Engine {
             }
             pending.insert(pending_key);
         }
-        let job_id = format!("{job_type}-{}", self.tables.hot().snowflake_id());
         let params = JobParams {
             partition,
             trigger: trigger.into(),
+            backup: None,
         };
+        self.insert_job(job_type, &def.namespace, Some(&def.name), params)
+    }
+
+    /// Queues a `BACKUP` or `RESTORE` of a namespace.
+    pub(crate) fn queue_backup_job(
+        &self,
+        job_type: JobKind,
+        namespace: &str,
+        backup: BackupJob,
+    ) -> Result<String> {
+        let params = JobParams {
+            partition: None,
+            trigger: "manual".into(),
+            backup: Some(backup),
+        };
+        self.insert_job(job_type, namespace, None, params)
+    }
+
+    /// Writes a `queued` job row and hands it to the worker.
+    fn insert_job(
+        &self,
+        job_type: JobKind,
+        namespace: &str,
+        table: Option<&str>,
+        params: JobParams,
+    ) -> Result<String> {
+        let job_id = format!("{job_type}-{}", self.tables.hot().snowflake_id());
         self.stores.jobs.put(&Job {
             job_id: job_id.clone(),
             job_type,
-            namespace: Some(def.namespace.clone()),
-            table_name: Some(def.name.clone()),
+            namespace: Some(namespace.to_string()),
+            table_name: table.map(str::to_string),
             status: JobStatus::Queued,
             start_time: None,
             end_time: None,
@@ -286,6 +313,7 @@ impl Engine {
             .unwrap_or(JobParams {
                 partition: None,
                 trigger: "manual".into(),
+                backup: None,
             });
         let table_id = job_table(&job);
         let mut job = Job {
@@ -314,6 +342,12 @@ impl Engine {
             .lock()
             .remove(&pending_key(job.job_type, &table_id, &params.partition));
         job.end_time = Some(Timestamp::now());
+        // Progress the job recorded while it ran (backups, restores).
+        if let Ok(Some(current)) = self.stores.jobs.get(job_id)
+            && current.trace.is_some()
+        {
+            job.trace = current.trace;
+        }
         if let (Some(before), Some(after)) = (cpu_before, process_cpu_secs()) {
             let wall = elapsed.as_secs_f64().max(1e-6);
             job.cpu_used_percent = Some(((after - before) / wall * 1000.0).round() / 10.0);
@@ -348,14 +382,41 @@ impl Engine {
         table_id: &TableId,
         params: &JobParams,
     ) -> Result<Outcome> {
-        let def = self
-            .tables
-            .by_id(table_id)
-            .ok_or_else(|| EngineError::not_found(ObjectKind::Table, table_id.to_string()))?;
+        let namespace = table_id.namespace();
+        let backup = || {
+            params
+                .backup
+                .clone()
+                .ok_or_else(|| EngineError::Internal(format!("job {} names no backup", job.job_id)))
+        };
+        let def = || {
+            self.tables
+                .by_id(table_id)
+                .ok_or_else(|| EngineError::not_found(ObjectKind::Table, table_id.to_string()))
+        };
         match job.job_type {
-            JobKind::Flush => self.flush_job(def, params).await,
-            JobKind::Compact => self.compact_job(def, params).await,
-            JobKind::Cleanup => self.cleanup_job(&def).await,
+            JobKind::Flush => self.flush_job(def()?, params).await,
+            JobKind::Compact => self.compact_job(def()?, params).await,
+            JobKind::Cleanup => self.cleanup_job(def()?.as_ref()).await,
+            JobKind::Backup => {
+                let backup = backup()?;
+                let result = self
+                    .backup_job(&job.job_id, namespace, &backup.target)
+                    .await?;
+                Ok(Outcome { result, memory: 0 })
+            }
+            JobKind::Restore => {
+                let backup = backup()?;
+                let result = self
+                    .restore_job(
+                        &job.job_id,
+                        namespace,
+                        &backup.target,
+                        backup.as_name.as_deref(),
+                    )
+                    .await?;
+                Ok(Outcome { result, memory: 0 })
+            }
         }
     }
 

@@ -10,8 +10,9 @@
 // Modules import only from the layers below them (`docs/architecture.md`):
 // error, ids, session, auth, storage → table → json, keyspace, system →
 // hot, cold → tiers, stream → live → registry → provider, functions → catalog,
-// queue → engine → jobs → sql. `../shared/tools/module_cycles.py` checks it.
+// queue → engine → backup → jobs → sql. `../shared/tools/module_cycles.py` checks it.
 pub(crate) mod auth;
+pub(crate) mod backup;
 pub(crate) mod catalog;
 pub(crate) mod cold;
 mod engine;

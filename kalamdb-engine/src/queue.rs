@@ -39,6 +39,38 @@ pub(crate) struct JobParams {
     pub partition: Option<String>,
     /// What started the job: manual, rows, interval, files, schedule, restart.
     pub trigger: String,
+    /// Where a backup goes or a restore comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupJob>,
+}
+
+/// The target of a `BACKUP` or `RESTORE` job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BackupJob {
+    pub target: BackupTarget,
+    /// `RESTORE … AS other`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_name: Option<String>,
+}
+
+/// Where a backup is: `'path'` below `KALAMDB_BACKUP_DIR`, or
+/// `STORAGE location PATH 'prefix'`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum BackupTarget {
+    Path { path: String },
+    Storage { location: String, path: String },
+}
+
+impl std::fmt::Display for BackupTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackupTarget::Path { path } => write!(f, "'{path}'"),
+            BackupTarget::Storage { location, path } => {
+                write!(f, "STORAGE {location} PATH '{path}'")
+            }
+        }
+    }
 }
 
 /// The queue and its worker.

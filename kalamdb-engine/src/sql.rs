@@ -10,6 +10,7 @@ pub(crate) mod result;
 pub(crate) mod subscribe;
 
 mod alter;
+mod backup;
 mod dml;
 mod namespaces;
 mod storage;

@@ -12,6 +12,48 @@ use crate::error::{EngineError, Result};
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
+/// A point-in-time view of the database (see [`Storage::snapshot`]).
+pub(crate) struct Snapshot<'a> {
+    storage: &'a Storage,
+    snapshot: rocksdb::SnapshotWithThreadMode<'a, Db>,
+}
+
+impl Snapshot<'_> {
+    /// Visits every key/value pair of a column family starting with
+    /// `prefix`, in key order, as of the snapshot.
+    pub(crate) fn walk_prefix(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let handle = self.storage.cf(cf)?;
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_snapshot(&self.snapshot);
+        let mut iter = self.storage.db.raw_iterator_cf_opt(&handle, options);
+        iter.seek(prefix);
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            visit(key, value)?;
+            iter.next();
+        }
+        iter.status()?;
+        Ok(())
+    }
+
+    /// Every key/value pair starting with `prefix`, as of the snapshot.
+    pub(crate) fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.walk_prefix(cf, prefix, |key, value| {
+            out.push((key.to_vec(), value.to_vec()));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
 /// Column family of the per-user row counters used by flush policies.
 pub(crate) const USER_TABLE_COUNTERS_CF: &str = "user_table_counters";
 
@@ -152,6 +194,15 @@ impl Storage {
         }
         iter.status()?;
         Ok(())
+    }
+
+    /// A consistent view of the whole database as of now: every later
+    /// write is invisible to it (backups read through one).
+    pub(crate) fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            storage: self,
+            snapshot: self.db.snapshot(),
+        }
     }
 
     /// Applies puts and deletes over several column families atomically.

@@ -17,6 +17,9 @@ pub struct Config {
     pub listen: String,
     /// RocksDB, Parquet and everything else on disk.
     pub data_dir: PathBuf,
+    /// The only local directory backups are written to and restored from;
+    /// `{data_dir}/backups` when absent.
+    pub backup_dir: Option<PathBuf>,
     /// Password of `root`, used at first start only.
     pub root_password: Option<String>,
     /// HS256 secret for tokens; generated once and kept in the data dir when absent.
@@ -75,6 +78,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
+            backup_dir: None,
             root_password: None,
             jwt_secret: None,
             log: "info".into(),
@@ -144,6 +148,9 @@ impl Config {
         }
         if let Some(v) = var("KALAMDB_DATA_DIR") {
             config.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = var("KALAMDB_BACKUP_DIR") {
+            config.backup_dir = Some(PathBuf::from(v));
         }
         if let Some(v) = var("KALAMDB_ROOT_PASSWORD") {
             config.root_password = Some(v);

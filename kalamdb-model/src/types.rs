@@ -128,6 +128,10 @@ word_enum!(
         Compact => "compact",
         /// Purges expired tombstones and orphaned files.
         Cleanup => "cleanup",
+        /// Writes a namespace's schemas and rows to a backup.
+        Backup => "backup",
+        /// Recreates a namespace from a backup.
+        Restore => "restore",
     }
 );
 

@@ -227,6 +227,17 @@ impl Engine {
             KalamStatement::DropTable { name, if_exists } => {
                 self.drop_table(caller, &name, if_exists, namespace)
             }
+            KalamStatement::Backup { namespace, target } => {
+                self.backup_database(caller, &namespace, target)
+            }
+            KalamStatement::Restore {
+                namespace,
+                target,
+                as_name,
+            } => self.restore_database(caller, &namespace, target, as_name),
+            KalamStatement::ShowBackup { target } => {
+                self.show_backup_statement(caller, target).await
+            }
             KalamStatement::AlterTable { name, change } => {
                 self.alter_table(caller, &name, change, namespace)
             }

@@ -52,6 +52,36 @@ impl StatementResult {
         }
     }
 
+    /// One row `{job_id, status: queued}` for a statement that queued a job.
+    pub(crate) fn job(job_id: &str, message: String) -> Self {
+        let row = serde_json::json!({"job_id": job_id, "status": "queued"});
+        let mut result = Self::rows(&[("job_id", "TEXT"), ("status", "TEXT")], vec![row]);
+        result.message = Some(message);
+        result
+    }
+
+    /// Rows built by KalamDB (JSON objects) with the given column names and
+    /// SQL types.
+    pub(crate) fn rows(columns: &[(&str, &str)], rows: Vec<serde_json::Value>) -> Self {
+        let rows: Vec<JsonRow> = rows
+            .into_iter()
+            .filter_map(|r| r.as_object().cloned())
+            .collect();
+        StatementResult {
+            columns: columns
+                .iter()
+                .map(|(name, ty)| ResultColumn {
+                    name: name.to_string(),
+                    data_type: ty.to_string(),
+                })
+                .collect(),
+            row_count: rows.len() as u64,
+            rows,
+            message: None,
+            arrow: None,
+        }
+    }
+
     /// A query's result kept as Arrow batches.
     pub(crate) fn arrow(schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
         StatementResult {

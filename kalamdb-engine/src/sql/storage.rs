@@ -3,11 +3,10 @@
 use std::collections::BTreeMap;
 
 use kalamdb_model::{JobKind, Role, StorageKind, StorageLocation, Timestamp};
-use serde_json::json;
 
 use super::namespaces::require_admin;
 use super::parser::{CreateStorage, TableRef};
-use super::result::{ResultColumn, StatementResult};
+use super::result::StatementResult;
 use crate::cold::location::{ColdStore, S3_OPTIONS};
 use crate::engine::{Engine, LOCAL_STORAGE};
 use crate::error::{EngineError, ObjectKind, Result};
@@ -71,33 +70,13 @@ impl Engine {
         }
         let job_id = self.queue_job(job_type, &def, None, "manual", false)?;
         let verb = match job_type {
-            JobKind::Flush => "flush",
             JobKind::Compact => "compaction",
-            JobKind::Cleanup => "cleanup",
+            other => other.as_str(),
         };
-        Ok(StatementResult {
-            columns: vec![
-                ResultColumn {
-                    name: "job_id".into(),
-                    data_type: "TEXT".into(),
-                },
-                ResultColumn {
-                    name: "status".into(),
-                    data_type: "TEXT".into(),
-                },
-            ],
-            rows: vec![
-                json!({"job_id": job_id, "status": "queued"})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-            ],
-            row_count: 1,
-            message: Some(format!(
-                "{verb} of {table_id} queued as job {job_id}; see system.jobs"
-            )),
-            arrow: None,
-        })
+        Ok(StatementResult::job(
+            &job_id,
+            format!("{verb} of {table_id} queued as job {job_id}; see system.jobs"),
+        ))
     }
 
     pub(crate) async fn create_storage(

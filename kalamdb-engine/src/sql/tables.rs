@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::namespaces::{namespace_not_found, require_admin};
 use super::parser::{CreateTable, TableRef};
-use super::result::{ResultColumn, StatementResult};
+use super::result::StatementResult;
 use crate::engine::{Engine, LOCAL_STORAGE};
 use crate::error::{EngineError, ObjectKind, Result};
 use crate::provider::scalar_to_cell;
@@ -482,18 +482,6 @@ impl Engine {
             ("schema_version", "INT"),
         ];
         Ok(StatementResult {
-            columns: columns
-                .iter()
-                .map(|(n, t)| ResultColumn {
-                    name: n.to_string(),
-                    data_type: t.to_string(),
-                })
-                .collect(),
-            row_count: rows.len() as u64,
-            rows: rows
-                .into_iter()
-                .filter_map(|r| r.as_object().cloned())
-                .collect(),
             message: def.stream.map(|s| {
                 format!(
                     "STREAM table {}: retention {} s, ephemeral {}, max_buffer {}",
@@ -503,7 +491,7 @@ impl Engine {
                     s.max_buffer
                 )
             }),
-            arrow: None,
+            ..StatementResult::rows(&columns, rows)
         })
     }
 }

@@ -449,6 +449,24 @@ fn system_column_type(name: &str) -> DataType {
     }
 }
 
+/// The longest namespace, table, column or user name.
+pub(crate) const MAX_NAME_LEN: usize = 64;
+
+/// Checks a namespace or table name: a letter or `_`, then letters, digits, `_`.
+pub(crate) fn validate_name(name: &str, what: &str) -> std::result::Result<(), String> {
+    let mut chars = name.chars();
+    let starts_well = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let rest_ok = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !starts_well || !rest_ok || name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "invalid {what} name '{name}': use up to {MAX_NAME_LEN} letters, digits and _, starting with a letter or _"
+        ));
+    }
+    Ok(())
+}
+
 /// Parses durations like `7 days`, `12 hours`, `5 minutes`, `30s`, `1 day`.
 pub(crate) fn parse_duration_secs(text: &str) -> Option<u64> {
     let text = text.trim().to_ascii_lowercase();

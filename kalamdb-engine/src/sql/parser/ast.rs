@@ -4,6 +4,7 @@ use datafusion::sql::sqlparser::ast::{ColumnDef, DataType, Statement, TableConst
 use kalamdb_model::Role;
 
 use super::StatementSource;
+pub(crate) use crate::queue::BackupTarget;
 
 /// A parsed statement.
 #[derive(Debug, Clone)]
@@ -76,6 +77,21 @@ pub(crate) enum KalamStatement {
     ExecuteAs {
         user: String,
         statement: StatementSource,
+    },
+    /// `BACKUP DATABASE ns TO 'dest' | STORAGE loc PATH 'prefix'`.
+    Backup {
+        namespace: String,
+        target: BackupTarget,
+    },
+    /// `RESTORE DATABASE ns FROM … [AS other]`.
+    Restore {
+        namespace: String,
+        target: BackupTarget,
+        as_name: Option<String>,
+    },
+    /// `SHOW BACKUP 'dest' | STORAGE loc PATH 'prefix'`.
+    ShowBackup {
+        target: BackupTarget,
     },
     /// Anything else: planned and run by DataFusion.
     Sql(Box<Statement>),

@@ -5,6 +5,7 @@
 //! sqlparser itself and handed to DataFusion.
 
 mod ast;
+mod backup;
 mod depth;
 mod storage;
 mod tables;
@@ -30,7 +31,7 @@ use tables::{parse_alter_table, parse_create_table, parse_table_ref, table_kind_
 use users::{parse_alter_user, parse_create_user, parse_user_name};
 
 /// Longest identifier KalamDB accepts for namespaces and users.
-const MAX_NAME_LEN: usize = 64;
+pub(crate) use crate::table::def::{MAX_NAME_LEN, validate_name};
 
 /// One statement of a batch, not yet parsed.
 #[derive(Debug, Clone)]
@@ -315,6 +316,15 @@ fn parse_statement(parser: &mut Parser) -> PResult<KalamStatement> {
         parser.next_token();
         return parse_create_table(parser, kind);
     }
+    if eat_words(parser, &["BACKUP", "DATABASE"]) {
+        return backup::parse_backup(parser);
+    }
+    if eat_words(parser, &["RESTORE", "DATABASE"]) {
+        return backup::parse_restore(parser);
+    }
+    if eat_words(parser, &["SHOW", "BACKUP"]) {
+        return backup::parse_show_backup(parser);
+    }
     if eat_words(parser, &["ALTER", "TABLE"]) {
         return parse_alter_table(parser);
     }
@@ -402,21 +412,6 @@ fn parse_name(parser: &mut Parser, what: &str) -> PResult<String> {
     };
     validate_name(&name, what).map_err(ParserError::ParserError)?;
     Ok(name)
-}
-
-/// Checks a namespace or table name: a letter or `_`, then letters, digits, `_`.
-pub(crate) fn validate_name(name: &str, what: &str) -> std::result::Result<(), String> {
-    let mut chars = name.chars();
-    let starts_well = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    let rest_ok = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !starts_well || !rest_ok || name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "invalid {what} name '{name}': use up to {MAX_NAME_LEN} letters, digits and _, starting with a letter or _"
-        ));
-    }
-    Ok(())
 }
 
 /// `( key = value, ... )` with string, number or boolean values.
