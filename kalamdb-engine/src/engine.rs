@@ -118,7 +118,9 @@ impl Engine {
         let session_config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG_NAME, "default")
             .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true);
+            // KalamDB's own information_schema (USER/SHARED/STREAM/SYSTEM
+            // kinds) is a schema of its catalog; DataFusion's would shadow it.
+            .with_information_schema(false);
         let state = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(runtime)

@@ -9,7 +9,8 @@
 
 // Modules import only from the layers below them (`docs/architecture.md`):
 // error, ids, session, auth, storage → table → json, keyspace, system →
-// hot, cold → tiers, stream → live → registry → provider, functions → catalog,
+// hot, cold → tiers, stream → live → registry → provider, functions,
+// information_schema → catalog,
 // queue → engine → jobs → sql. `../shared/tools/module_cycles.py` checks it.
 pub(crate) mod auth;
 pub(crate) mod catalog;
@@ -19,6 +20,7 @@ pub(crate) mod error;
 pub(crate) mod functions;
 pub(crate) mod hot;
 pub(crate) mod ids;
+pub(crate) mod information_schema;
 pub(crate) mod jobs;
 pub(crate) mod json;
 pub(crate) mod keyspace;
