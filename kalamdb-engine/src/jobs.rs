@@ -51,10 +51,13 @@ fn partition(label: &str) -> Result<Scope> {
         .ok_or_else(|| EngineError::Internal(format!("job names an unknown partition {label}")))
 }
 
-/// What a job produced: its result JSON and the bytes it held in memory.
+/// What a job produced: its result JSON, the bytes it held in memory, and
+/// the rows and bytes it wrote to Parquet (for the metrics).
 struct Outcome {
     result: serde_json::Value,
     memory: usize,
+    rows: u64,
+    bytes: u64,
 }
 
 impl Engine {
@@ -309,6 +312,12 @@ impl Engine {
             tracing::warn!("cannot remove retired files: {e}");
         }
         let elapsed = started.elapsed();
+        match &outcome {
+            Ok(done) => self
+                .metrics
+                .record_job(job.job_type, true, done.rows, done.bytes, elapsed),
+            Err(_) => self.metrics.record_job(job.job_type, false, 0, 0, elapsed),
+        }
         self.jobs
             .pending
             .lock()
@@ -395,6 +404,8 @@ impl Engine {
                 "bytes": bytes,
             }),
             memory,
+            rows,
+            bytes,
         })
     }
 
@@ -448,6 +459,8 @@ impl Engine {
                 "bytes": totals.bytes,
             }),
             memory: totals.memory,
+            rows: totals.rows_after,
+            bytes: totals.bytes,
         })
     }
 
@@ -485,7 +498,7 @@ impl Engine {
             purged += self.tables.hot().delete_if_unchanged(def, &unhidden)?;
         }
         let mut compacted = 0u64;
-        let mut memory = 0;
+        let (mut memory, mut rows, mut bytes) = (0, 0, 0);
         for (scope, files) in self.tables.cold().cold_partitions(def)? {
             if files
                 .iter()
@@ -493,6 +506,8 @@ impl Engine {
             {
                 let done = self.tables.tiers.compact_partition(def, &scope).await?;
                 memory = memory.max(done.memory);
+                rows += done.rows_after;
+                bytes += done.bytes;
                 compacted += 1;
             }
         }
@@ -504,6 +519,8 @@ impl Engine {
                 "orphan_files_removed": orphans,
             }),
             memory,
+            rows,
+            bytes,
         })
     }
 }

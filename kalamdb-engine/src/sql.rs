@@ -12,6 +12,7 @@ pub(crate) mod subscribe;
 mod alter;
 mod dml;
 mod namespaces;
+mod stats;
 mod storage;
 mod tables;
 mod users;
