@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::DataFusionError;
 
-use crate::information_schema::{INFORMATION_SCHEMA, InformationSchema};
+use crate::information_schema::{INFORMATION_SCHEMA, information_schema};
 use crate::live::LiveRouter;
 use crate::provider::TableProviderImpl;
 use crate::registry::TableRegistry;
@@ -24,7 +24,7 @@ pub(crate) const RESERVED_NAMESPACES: [&str; 2] = [SYSTEM_SCHEMA, INFORMATION_SC
 #[derive(Debug)]
 pub(crate) struct KalamCatalog {
     system: Arc<SystemSchema>,
-    information: Arc<InformationSchema>,
+    information: Arc<SystemSchema>,
     stores: SystemStores,
     tables: Arc<TableRegistry>,
 }
@@ -35,7 +35,7 @@ impl KalamCatalog {
             &stores,
             live_query_stats(tables.live.clone()),
         ));
-        let information = Arc::new(InformationSchema::new(
+        let information = Arc::new(information_schema(
             stores.clone(),
             tables.clone(),
             system.clone(),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::DataFusionError;
@@ -235,77 +235,33 @@ impl TableProvider for ViewProvider {
     }
 }
 
-/// The `information_schema` schema.
-#[derive(Debug)]
-pub(crate) struct InformationSchema {
-    views: HashMap<&'static str, Arc<dyn TableProvider>>,
-}
-
-impl InformationSchema {
-    pub(crate) fn new(
-        stores: SystemStores,
-        tables: Arc<TableRegistry>,
-        system: Arc<SystemSchema>,
-    ) -> Self {
-        let catalog = Arc::new(Catalog {
-            stores,
-            tables,
-            system,
-        });
-        let view = |view| {
-            Arc::new(ViewProvider {
-                view,
-                catalog: catalog.clone(),
-            }) as Arc<dyn TableProvider>
-        };
-        InformationSchema {
-            views: HashMap::from([
-                ("tables", view(View::Tables)),
-                ("columns", view(View::Columns)),
-            ]),
-        }
-    }
-}
-
-#[async_trait]
-impl SchemaProvider for InformationSchema {
-    fn table_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.views.keys().map(|s| s.to_string()).collect();
-        names.sort();
-        names
-    }
-
-    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        Ok(self.views.get(name).cloned())
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        self.views.contains_key(name)
-    }
+/// The `information_schema` schema: its two views over the catalog.
+pub(crate) fn information_schema(
+    stores: SystemStores,
+    tables: Arc<TableRegistry>,
+    system: Arc<SystemSchema>,
+) -> SystemSchema {
+    let catalog = Arc::new(Catalog {
+        stores,
+        tables,
+        system,
+    });
+    let view = |view| {
+        Arc::new(ViewProvider {
+            view,
+            catalog: catalog.clone(),
+        }) as Arc<dyn TableProvider>
+    };
+    SystemSchema::fixed(HashMap::from([
+        ("tables", view(View::Tables)),
+        ("columns", view(View::Columns)),
+    ]))
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::run;
-    use crate::{Caller, Engine, EngineConfig, SqlRequest};
-
-    async fn rows(engine: &Engine, sql: &str) -> Vec<serde_json::Value> {
-        let outcome = engine
-            .execute(
-                &Caller::internal(),
-                SqlRequest {
-                    sql: sql.into(),
-                    ..Default::default()
-                },
-            )
-            .await;
-        assert!(outcome.error.is_none(), "{sql}: {:?}", outcome.error);
-        outcome.results[0]
-            .rows
-            .iter()
-            .map(|r| serde_json::Value::Object(r.clone()))
-            .collect()
-    }
+    use crate::testing::{rows, run};
+    use crate::{Engine, EngineConfig};
 
     #[tokio::test]
     async fn kinds_and_columns() {

@@ -206,7 +206,8 @@ impl<M: SystemTable> TableProvider for SystemTableProvider<M> {
     }
 }
 
-/// The `system` schema: the seven system tables.
+/// A schema of a fixed set of tables: `system` (the seven system tables)
+/// and `information_schema`.
 #[derive(Debug)]
 pub(crate) struct SystemSchema {
     tables: HashMap<&'static str, Arc<dyn TableProvider>>,
@@ -339,7 +340,12 @@ impl SystemSchema {
 }
 
 impl SystemSchema {
-    /// Each system table's name and schema, sorted by name.
+    /// A schema of a fixed set of tables (`information_schema` is one too).
+    pub(crate) fn fixed(tables: HashMap<&'static str, Arc<dyn TableProvider>>) -> Self {
+        SystemSchema { tables }
+    }
+
+    /// Each table's name and schema, sorted by name.
     pub(crate) fn schemas(&self) -> Vec<(&'static str, SchemaRef)> {
         let mut out: Vec<(&'static str, SchemaRef)> = self
             .tables
