@@ -1,6 +1,6 @@
-//! The DataFusion catalog: `system` plus one schema per namespace, both read
-//! from the system tables at planning time (nothing is cached, so DDL is
-//! visible to the next statement).
+//! The DataFusion catalog: `system`, `information_schema` and one schema
+//! per namespace, all read from the system tables at planning time (nothing
+//! is cached, so DDL is visible to the next statement).
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::DataFusionError;
 
+use crate::information_schema::{INFORMATION_SCHEMA, information_schema};
 use crate::live::LiveRouter;
 use crate::provider::TableProviderImpl;
 use crate::registry::TableRegistry;
@@ -16,25 +17,32 @@ use kalamdb_model::LiveQuery;
 use std::sync::atomic::Ordering;
 
 pub(crate) use crate::error::CATALOG_NAME;
-/// Schema of the system tables.
-pub(crate) const SYSTEM_SCHEMA: &str = "system";
+use crate::system::SYSTEM_SCHEMA;
 /// Names no namespace may take.
-pub(crate) const RESERVED_NAMESPACES: [&str; 2] = [SYSTEM_SCHEMA, "information_schema"];
+pub(crate) const RESERVED_NAMESPACES: [&str; 2] = [SYSTEM_SCHEMA, INFORMATION_SCHEMA];
 
 #[derive(Debug)]
 pub(crate) struct KalamCatalog {
     system: Arc<SystemSchema>,
+    information: Arc<SystemSchema>,
     stores: SystemStores,
     tables: Arc<TableRegistry>,
 }
 
 impl KalamCatalog {
     pub(crate) fn new(stores: SystemStores, tables: Arc<TableRegistry>) -> Self {
+        let system = Arc::new(SystemSchema::new(
+            &stores,
+            live_query_stats(tables.live.clone()),
+        ));
+        let information = Arc::new(information_schema(
+            stores.clone(),
+            tables.clone(),
+            system.clone(),
+        ));
         KalamCatalog {
-            system: Arc::new(SystemSchema::new(
-                &stores,
-                live_query_stats(tables.live.clone()),
-            )),
+            system,
+            information,
             stores,
             tables,
         }
@@ -43,7 +51,7 @@ impl KalamCatalog {
 
 impl CatalogProvider for KalamCatalog {
     fn schema_names(&self) -> Vec<String> {
-        let mut names = vec![SYSTEM_SCHEMA.to_string()];
+        let mut names = vec![SYSTEM_SCHEMA.to_string(), INFORMATION_SCHEMA.to_string()];
         if let Ok(namespaces) = self.stores.namespaces.scan_all() {
             names.extend(namespaces.into_iter().map(|n| n.name));
         }
@@ -53,6 +61,9 @@ impl CatalogProvider for KalamCatalog {
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == SYSTEM_SCHEMA {
             return Some(self.system.clone());
+        }
+        if name == INFORMATION_SCHEMA {
+            return Some(self.information.clone());
         }
         match self.stores.namespaces.get(name) {
             Ok(Some(_)) => Some(Arc::new(NamespaceSchema {

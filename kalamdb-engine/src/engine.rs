@@ -13,6 +13,7 @@ use crate::cold::{ColdConfig, ColdTier};
 use crate::error::{EngineError, Result};
 use crate::functions::SnowflakeIdUdf;
 use crate::keyspace::{Keyspace, Markers, UserNames};
+use crate::metrics::Metrics;
 use crate::queue::{JobConfig, Jobs};
 use crate::registry::TableRegistry;
 use crate::session::Limits;
@@ -82,6 +83,8 @@ pub struct Engine {
     pub(crate) ddl_lock: parking_lot::Mutex<()>,
     /// Flush, compaction and cleanup jobs.
     pub(crate) jobs: Jobs,
+    /// What `/metrics` reports; recorded by the engine and the HTTP layer.
+    pub(crate) metrics: Arc<Metrics>,
     /// Ids of users whose sessions must end now (dropped, or their role or
     /// password changed): open WebSocket connections listen to it.
     revocations: tokio::sync::broadcast::Sender<String>,
@@ -122,7 +125,9 @@ impl Engine {
         let session_config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG_NAME, "default")
             .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true);
+            // KalamDB's own information_schema (USER/SHARED/STREAM/SYSTEM
+            // kinds) is a schema of its catalog; DataFusion's would shadow it.
+            .with_information_schema(false);
         let state = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(runtime)
@@ -150,6 +155,7 @@ impl Engine {
             ctx,
             ddl_lock: parking_lot::Mutex::new(()),
             jobs,
+            metrics: Arc::new(Metrics::new()?),
             revocations: tokio::sync::broadcast::channel(1024).0,
             _lock: lock,
         };
@@ -168,6 +174,12 @@ impl Engine {
 
     pub fn data_dir(&self) -> &Path {
         &self.config.data_dir
+    }
+
+    /// The server's metrics, for the HTTP layer to record requests and
+    /// WebSocket traffic in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Creates what a fresh data directory needs: the `local` storage

@@ -51,10 +51,26 @@ fn partition(label: &str) -> Result<Scope> {
         .ok_or_else(|| EngineError::Internal(format!("job names an unknown partition {label}")))
 }
 
-/// What a job produced: its result JSON and the bytes it held in memory.
+/// What a job produced: its result JSON, the bytes it held in memory, and
+/// the rows and bytes it wrote to Parquet (for the metrics).
 struct Outcome {
     result: serde_json::Value,
     memory: usize,
+    rows: u64,
+    bytes: u64,
+}
+
+impl Outcome {
+    /// A backup's or restore's outcome: its rows and bytes are in its result.
+    fn counted(result: serde_json::Value) -> Outcome {
+        let count = |key: &str| result[key].as_u64().unwrap_or(0);
+        Outcome {
+            rows: count("rows"),
+            bytes: count("bytes"),
+            memory: 0,
+            result,
+        }
+    }
 }
 
 impl Engine {
@@ -337,6 +353,12 @@ impl Engine {
             tracing::warn!("cannot remove retired files: {e}");
         }
         let elapsed = started.elapsed();
+        match &outcome {
+            Ok(done) => self
+                .metrics
+                .record_job(job.job_type, true, done.rows, done.bytes, elapsed),
+            Err(_) => self.metrics.record_job(job.job_type, false, 0, 0, elapsed),
+        }
         self.jobs
             .pending
             .lock()
@@ -403,7 +425,7 @@ impl Engine {
                 let result = self
                     .backup_job(&job.job_id, namespace, &backup.target)
                     .await?;
-                Ok(Outcome { result, memory: 0 })
+                Ok(Outcome::counted(result))
             }
             JobKind::Restore => {
                 let backup = backup()?;
@@ -415,7 +437,7 @@ impl Engine {
                         backup.as_name.as_deref(),
                     )
                     .await?;
-                Ok(Outcome { result, memory: 0 })
+                Ok(Outcome::counted(result))
             }
         }
     }
@@ -456,6 +478,8 @@ impl Engine {
                 "bytes": bytes,
             }),
             memory,
+            rows,
+            bytes,
         })
     }
 
@@ -509,6 +533,8 @@ impl Engine {
                 "bytes": totals.bytes,
             }),
             memory: totals.memory,
+            rows: totals.rows_after,
+            bytes: totals.bytes,
         })
     }
 
@@ -546,7 +572,7 @@ impl Engine {
             purged += self.tables.hot().delete_if_unchanged(def, &unhidden)?;
         }
         let mut compacted = 0u64;
-        let mut memory = 0;
+        let (mut memory, mut rows, mut bytes) = (0, 0, 0);
         for (scope, files) in self.tables.cold().cold_partitions(def)? {
             if files
                 .iter()
@@ -554,6 +580,8 @@ impl Engine {
             {
                 let done = self.tables.tiers.compact_partition(def, &scope).await?;
                 memory = memory.max(done.memory);
+                rows += done.rows_after;
+                bytes += done.bytes;
                 compacted += 1;
             }
         }
@@ -565,6 +593,8 @@ impl Engine {
                 "orphan_files_removed": orphans,
             }),
             memory,
+            rows,
+            bytes,
         })
     }
 }

@@ -234,6 +234,11 @@ impl LiveRouter {
         self.by_id.read().get(live_id).cloned()
     }
 
+    /// Subscriptions registered now.
+    pub(crate) fn count(&self) -> usize {
+        self.by_id.read().len()
+    }
+
     /// Every subscription of a user (for DROP USER and revocation).
     pub(crate) fn of_user(&self, user_id: &str) -> Vec<Arc<Subscription>> {
         self.by_id

@@ -13,6 +13,7 @@ mod alter;
 mod backup;
 mod dml;
 mod namespaces;
+mod stats;
 mod storage;
 mod tables;
 mod users;

@@ -24,6 +24,9 @@ use crate::error::{EngineError, Result};
 use crate::session::Caller;
 use crate::storage::Storage;
 
+/// Schema of the system tables.
+pub(crate) const SYSTEM_SCHEMA: &str = "system";
+
 /// Typed `put/get/delete/scan_all` over the column family of model `M`.
 pub(crate) struct SystemStore<M> {
     storage: Arc<Storage>,
@@ -203,7 +206,8 @@ impl<M: SystemTable> TableProvider for SystemTableProvider<M> {
     }
 }
 
-/// The `system` schema: the seven system tables.
+/// A schema of a fixed set of tables: `system` (the seven system tables)
+/// and `information_schema`.
 #[derive(Debug)]
 pub(crate) struct SystemSchema {
     tables: HashMap<&'static str, Arc<dyn TableProvider>>,
@@ -260,6 +264,13 @@ fn own_user_row(row: User, caller: &Caller) -> Option<User> {
 /// Admins see every subscription; anyone else only their own.
 fn own_live_query(row: LiveQuery, caller: &Caller) -> Option<LiveQuery> {
     (caller.role.is_admin() || row.user_id == caller.user_id).then_some(row)
+}
+
+/// Which `system.tables` rows a caller sees: every one (definitions, no
+/// data). `SHOW STATS FOR TABLE` and `information_schema` show the same
+/// tables.
+pub(crate) fn visible_table(row: Table, caller: &Caller) -> Option<Table> {
+    all_rows(row, caller)
 }
 
 /// Storage locations (paths, endpoints) are for admins only.
@@ -321,10 +332,28 @@ impl SystemSchema {
             entry(&stores.storage_locations, admin_only),
             entry(&stores.jobs, visible_job),
             entry(&stores.namespaces, all_rows),
-            entry(&stores.tables, all_rows),
+            entry(&stores.tables, visible_table),
             entry(&stores.table_schemas, all_rows),
         ]);
         SystemSchema { tables }
+    }
+}
+
+impl SystemSchema {
+    /// A schema of a fixed set of tables (`information_schema` is one too).
+    pub(crate) fn fixed(tables: HashMap<&'static str, Arc<dyn TableProvider>>) -> Self {
+        SystemSchema { tables }
+    }
+
+    /// Each table's name and schema, sorted by name.
+    pub(crate) fn schemas(&self) -> Vec<(&'static str, SchemaRef)> {
+        let mut out: Vec<(&'static str, SchemaRef)> = self
+            .tables
+            .iter()
+            .map(|(name, provider)| (*name, provider.schema()))
+            .collect();
+        out.sort_by_key(|(name, _)| *name);
+        out
     }
 }
 

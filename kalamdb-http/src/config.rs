@@ -70,6 +70,37 @@ pub struct Config {
     pub max_result_bytes: usize,
     /// Bytes of one STREAM table event.
     pub max_stream_event_bytes: usize,
+    /// Who may read `GET /metrics` without a dba/system token.
+    pub metrics_access: MetricsAccess,
+}
+
+/// Who may read `GET /metrics` (`KALAMDB_METRICS_ACCESS`). A Bearer token of
+/// role dba or system is accepted in every mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAccess {
+    /// Only a dba/system token. The default: like every other endpoint but
+    /// `/health`, nothing is readable without a token, and a reverse proxy
+    /// on the same host cannot make the metrics public by accident.
+    #[default]
+    Token,
+    /// Also requests from a loopback address (127.0.0.0/8, ::1) without a
+    /// token: a Prometheus agent on the same host. Behind a reverse proxy
+    /// on the same host every proxied request is such a request.
+    Loopback,
+    /// Anyone who can reach the server.
+    Open,
+}
+
+impl MetricsAccess {
+    fn parse(value: &str) -> Option<MetricsAccess> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "token" => Some(MetricsAccess::Token),
+            "loopback" => Some(MetricsAccess::Loopback),
+            "open" => Some(MetricsAccess::Open),
+            _ => None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -101,6 +132,7 @@ impl Default for Config {
             max_result_bytes: limits.max_result_bytes,
             max_stream_event_bytes: limits.max_stream_event_bytes,
             statement_timeout_ms: limits.statement_timeout.map_or(0, |t| t.as_millis() as u64),
+            metrics_access: MetricsAccess::default(),
         }
     }
 }
@@ -220,6 +252,14 @@ impl Config {
         }
         if let Some(v) = var("KALAMDB_STATEMENT_TIMEOUT_MS") {
             config.statement_timeout_ms = parse_number("KALAMDB_STATEMENT_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = var("KALAMDB_METRICS_ACCESS") {
+            config.metrics_access = MetricsAccess::parse(&v).ok_or_else(|| {
+                invalid(
+                    "KALAMDB_METRICS_ACCESS",
+                    &format!("'{v}' is not one of token, loopback, open"),
+                )
+            })?;
         }
         config.validate()?;
         Ok(config)
@@ -362,5 +402,27 @@ mod tests {
             .to_string();
         assert!(err.contains("KALAMDB_MAX_REQUEST_BYTES"), "{err}");
         assert!(Config::load_from(Some(Path::new("/nonexistent.toml")), env(&[])).is_err());
+    }
+
+    #[test]
+    fn metrics_access_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kalamdb.toml");
+        assert_eq!(
+            Config::load_from(None, env(&[])).unwrap().metrics_access,
+            MetricsAccess::Token
+        );
+        std::fs::write(&file, "metrics_access = \"loopback\"\n").unwrap();
+        let config = Config::load_from(Some(&file), env(&[])).unwrap();
+        assert_eq!(config.metrics_access, MetricsAccess::Loopback);
+        let config =
+            Config::load_from(Some(&file), env(&[("KALAMDB_METRICS_ACCESS", "Open")])).unwrap();
+        assert_eq!(config.metrics_access, MetricsAccess::Open);
+        let err = Config::load_from(None, env(&[("KALAMDB_METRICS_ACCESS", "public")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("KALAMDB_METRICS_ACCESS"), "{err}");
+        std::fs::write(&file, "metrics_access = \"everyone\"\n").unwrap();
+        assert!(Config::load_from(Some(&file), env(&[])).is_err());
     }
 }

@@ -6,6 +6,7 @@ pub mod arrow;
 pub mod auth_error;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod row;
 pub mod token;
 pub mod ws;
@@ -25,12 +26,13 @@ pub use config::Config;
 use api::{AuthApi, HealthApi, SqlApi};
 use auth_error::AuthFailure;
 use error::{ErrorResponse, code_for_status};
+use metrics::MetricsApi;
 use ws_api::LiveApi;
 
 /// The OpenAPI service: every documented operation.
-pub fn openapi_service() -> OpenApiService<(HealthApi, AuthApi, SqlApi, LiveApi), ()> {
+pub fn openapi_service() -> OpenApiService<(HealthApi, AuthApi, SqlApi, LiveApi, MetricsApi), ()> {
     OpenApiService::new(
-        (HealthApi, AuthApi, SqlApi, LiveApi),
+        (HealthApi, AuthApi, SqlApi, LiveApi, MetricsApi),
         "KalamDB",
         env!("CARGO_PKG_VERSION"),
     )
@@ -53,6 +55,8 @@ pub struct HttpOptions {
     pub cors_origins: Vec<String>,
     pub max_request_bytes: usize,
     pub ws: ws::WsLimits,
+    /// Who may read `GET /metrics` without a dba/system token.
+    pub metrics_access: config::MetricsAccess,
 }
 
 /// The whole application, ready to serve or to test in-process.
@@ -61,6 +65,8 @@ pub fn app(state: Arc<AppState>, options: &HttpOptions) -> BoxEndpoint<'static, 
     let spec = api.spec_endpoint();
     let swagger = api.swagger_ui();
     let max_bytes = options.max_request_bytes;
+    let metrics = state.engine.metrics().clone();
+    let routes = Arc::new(metrics::known_routes());
     Route::new()
         .at("/api/openapi.json", spec)
         .nest("/swagger", swagger)
@@ -68,8 +74,10 @@ pub fn app(state: Arc<AppState>, options: &HttpOptions) -> BoxEndpoint<'static, 
         .around(arrow::arrow_sql)
         .with(cors(&options.cors_origins))
         .around(move |ep, req| limit_body(ep, req, max_bytes))
+        .around(move |ep, req| metrics::observe(ep, req, metrics.clone(), routes.clone()))
         .data(state)
         .data(options.ws)
+        .data(options.metrics_access)
         .catch_all_error(json_error)
         .map_to_response()
         .boxed()

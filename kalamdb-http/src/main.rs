@@ -118,6 +118,7 @@ async fn serve(config: Config) -> Result<(), String> {
                     .max_request_bytes
                     .max(config.max_subscribe_sql_bytes + 64 * 1024),
             },
+            metrics_access: config.metrics_access,
         },
     );
 

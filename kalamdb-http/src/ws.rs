@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use kalamdb_engine::Caller;
 use kalamdb_engine::SubscribeRequest;
+use kalamdb_engine::{Caller, Metrics};
 use kalamdb_engine::{ChangeEvent, ChangeKind, LiveEvent};
 use poem::Request;
 use poem::web::websocket::{BoxWebSocketUpgraded, Message, WebSocket, WebSocketStream};
@@ -97,6 +97,20 @@ async fn send(
     )
 }
 
+/// [`send`], counting a change message the client was given.
+async fn deliver(
+    sink: &mut futures::stream::SplitSink<WebSocketStream, Message>,
+    message: ServerMessage,
+    metrics: &Metrics,
+) -> bool {
+    let is_change = matches!(message, ServerMessage::Change(_));
+    let sent = send(sink, message).await;
+    if sent && is_change {
+        metrics.change_delivered();
+    }
+    sent
+}
+
 async fn authenticate(
     state: &AppState,
     stream: &mut futures::stream::SplitStream<WebSocketStream>,
@@ -135,6 +149,8 @@ async fn connection(
     caller: Option<Caller>,
     limits: WsLimits,
 ) {
+    let metrics = state.engine.metrics().clone();
+    let _open = metrics.ws_connection();
     let (mut sink, mut stream) = socket.split();
     // Listening before the caller is checked: a user dropped after the
     // check is then always noticed.
@@ -176,6 +192,7 @@ async fn connection(
         // A connection whose queue overflowed gets SLOW_CONSUMER as soon as
         // its socket takes another frame, then is closed.
         if connection.overflowed.load(Ordering::Relaxed) {
+            metrics.slow_consumer();
             send(
                 &mut sink,
                 error_message(
@@ -193,7 +210,7 @@ async fn connection(
                     let replies = connection.handle(&text).await;
                     let mut ok = true;
                     for reply in replies {
-                        ok &= send(&mut sink, reply).await;
+                        ok &= deliver(&mut sink, reply, &metrics).await;
                     }
                     if !ok {
                         break;
@@ -215,7 +232,7 @@ async fn connection(
                         unsubscribed(subscription_id, reason)
                     }
                 };
-                if !send(&mut sink, message).await {
+                if !deliver(&mut sink, message, &metrics).await {
                     break;
                 }
             }

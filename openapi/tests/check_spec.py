@@ -6,7 +6,9 @@ Usage: check_spec.py OPENAPI_JSON [SERVED_URL]
 - validates with openapi-spec-validator;
 - every operation has an operationId, a summary, a description and a tag;
 - every request body and every 2xx response body has an example that is
-  valid against its own schema;
+  valid against its own schema; bodies are JSON, except a success body
+  that is not JSON at all (GET /metrics: Prometheus text), whose media
+  types each need an example;
 - every operation except /health documents 400, 401, 403, 413 and 500 with
   the ErrorResponse schema;
 - the Bearer security scheme exists and every operation except the public
@@ -103,6 +105,14 @@ def check_operation(spec: dict, path: str, method: str, op: dict, seen_ids: set)
         if not response.get("description", "").strip():
             problem(f"{where} {status}: response without a description")
         if "content" not in response:
+            continue
+        if status.startswith("2") and not any(
+            media_type.split(";")[0].strip() == "application/json"
+            for media_type in response["content"]
+        ):
+            # A non-JSON success body (text/plain for /metrics).
+            for media_type, media in response["content"].items():
+                check_example(spec, f"{where} {status} {media_type} response", media["schema"])
             continue
         media = json_media(f"{where} {status}", response["content"])
         if media is None:

@@ -537,4 +537,20 @@ async fn a_client_that_stops_reading_is_cut_off_as_slow_consumer() {
         .query_ok(&root, "SELECT COUNT(*) AS n FROM app.messages")
         .await;
     assert_eq!(rows[0]["n"], "1500", "no write was lost");
+    // The disconnect is counted.
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = metrics.lines().collect();
+    assert!(
+        lines.contains(&"kalamdb_live_slow_consumer_disconnects_total 1"),
+        "{metrics}"
+    );
 }

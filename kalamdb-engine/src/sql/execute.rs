@@ -126,8 +126,13 @@ impl Engine {
         };
         let namespace = request.namespace.as_deref();
         for source in sources {
+            let kind = source.kind();
+            let started = std::time::Instant::now();
             let run = self.execute_one(&state, caller, &source, &params, namespace);
-            match within(limits.statement_timeout, run).await {
+            let result = within(limits.statement_timeout, run).await;
+            self.metrics
+                .record_statement(kind, result.is_ok(), started.elapsed());
+            match result {
                 Ok(result) => outcome.results.push(result),
                 Err(error) => {
                     outcome.error = Some(StatementError {
@@ -267,6 +272,10 @@ impl Engine {
                 self.run_query(state, &sql).await
             }
             KalamStatement::KillLiveQuery { live_id } => self.kill_live_query(caller, &live_id),
+            KalamStatement::ShowTableStats { name } => {
+                self.show_table_stats(state, caller, &name, namespace)
+            }
+            KalamStatement::ShowServerStats => self.show_server_stats(state, caller),
             KalamStatement::FlushTable { name } => {
                 self.queue_table_job(caller, JobKind::Flush, &name, namespace)
             }
@@ -401,6 +410,19 @@ impl Engine {
         }
         StatementResult::from_batches(&batches, &schema)
     }
+}
+
+/// A result the engine built itself as Arrow batches: kept as Arrow when
+/// the request asked for it, else JSON rows.
+pub(crate) fn batch_result(
+    state: &SessionState,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<StatementResult> {
+    if state.config().get_extension::<ArrowResults>().is_some() {
+        return Ok(StatementResult::arrow(schema, batches));
+    }
+    StatementResult::from_batches(&batches, &schema)
 }
 
 /// Runs `work`, cancelling it (at its next await point) after `limit`.

@@ -73,6 +73,12 @@ pub(crate) enum KalamStatement {
     KillLiveQuery {
         live_id: String,
     },
+    /// `SHOW STATS FOR TABLE ns.t`: one table's rows, files and subscriptions.
+    ShowTableStats {
+        name: TableRef,
+    },
+    /// `SHOW STATS`: the server's uptime, connections, statements and sizes.
+    ShowServerStats,
     /// `EXECUTE AS USER 'id' (statement)`.
     ExecuteAs {
         user: String,

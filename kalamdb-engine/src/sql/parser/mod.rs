@@ -24,6 +24,7 @@ pub(crate) use tables::table_ref;
 use std::time::Duration;
 
 use crate::error::{EngineError, Result};
+use crate::metrics::StatementKind;
 use crate::table::def::parse_duration_secs;
 use depth::expression_depth;
 use storage::parse_create_storage;
@@ -134,6 +135,36 @@ impl StatementSource {
             )));
         }
         Ok(())
+    }
+
+    /// What the statement does, from its first word (for `EXECUTE AS USER
+    /// '…' (…)`, the inner statement's), for the metrics. Read from the
+    /// tokens, so a statement that does not parse still has a kind.
+    pub(crate) fn kind(&self) -> StatementKind {
+        let mut tokens = self
+            .tokens
+            .iter()
+            .map(|t| &t.token)
+            .filter(|t| !matches!(t, Token::Whitespace(_)));
+        let mut in_execute_as = false;
+        while let Some(token) = tokens.next() {
+            match token {
+                Token::LParen => {}
+                Token::Word(w) if w.quote_style.is_none() => {
+                    if !in_execute_as && w.value.eq_ignore_ascii_case("EXECUTE") {
+                        // The inner statement follows the first `(`.
+                        in_execute_as = true;
+                        if !tokens.by_ref().any(|t| *t == Token::LParen) {
+                            return StatementKind::Other;
+                        }
+                        continue;
+                    }
+                    return StatementKind::of_leading_word(&w.value);
+                }
+                _ => return StatementKind::Other,
+            }
+        }
+        StatementKind::Other
     }
 
     /// The highest `$n` placeholder in the statement (0 if none).
@@ -362,6 +393,13 @@ fn parse_statement(parser: &mut Parser) -> PResult<KalamStatement> {
         let name = parse_name(parser, "storage")?;
         return Ok(KalamStatement::DropStorage { name, if_exists });
     }
+    if eat_words(parser, &["SHOW", "STATS"]) {
+        if eat_words(parser, &["FOR", "TABLE"]) {
+            let name = parse_table_ref(parser)?;
+            return Ok(KalamStatement::ShowTableStats { name });
+        }
+        return Ok(KalamStatement::ShowServerStats);
+    }
     if eat_words(parser, &["KILL", "LIVE", "QUERY"]) {
         let live_id = parser.parse_literal_string()?;
         return Ok(KalamStatement::KillLiveQuery { live_id });
@@ -520,6 +558,65 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse_one("EXECUTE AS USER 'alice' (SELECT 1").is_err());
+    }
+
+    #[test]
+    fn show_stats() {
+        match parse_one("show stats for table App.T").unwrap() {
+            KalamStatement::ShowTableStats { name } => {
+                assert_eq!(
+                    name,
+                    TableRef {
+                        namespace: Some("app".into()),
+                        name: "t".into()
+                    }
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_one("SHOW STATS").unwrap(),
+            KalamStatement::ShowServerStats
+        ));
+        for bad in [
+            "SHOW STATS FOR TABLE",
+            "SHOW STATS FOR TABLE app..t",
+            "SHOW STATS FOR TABLE app/t",
+            "SHOW STATS FOR TABLE \"../etc\".t",
+            "SHOW STATS FOR TABLE app.\"a/b\"",
+            "SHOW STATS FOR TABLE a.b.c",
+            "SHOW STATS app.t",
+        ] {
+            let err = parse_one(bad).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    EngineError::InvalidSql(_) | EngineError::InvalidInput(_)
+                ),
+                "{bad}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn statement_kinds() {
+        let kind = |sql: &str| split_batch(sql).unwrap()[0].kind();
+        assert_eq!(kind("  select 1"), StatementKind::Select);
+        assert_eq!(kind("(SELECT 1) UNION (SELECT 2)"), StatementKind::Select);
+        assert_eq!(
+            kind("-- c\nINSERT INTO t VALUES (1)"),
+            StatementKind::Insert
+        );
+        assert_eq!(
+            kind("EXECUTE AS USER 'a' (UPDATE t SET x = 1)"),
+            StatementKind::Update
+        );
+        assert_eq!(kind("EXECUTE AS USER 'a'"), StatementKind::Other);
+        assert_eq!(kind("CREATE USER TABLE a.b (x INT)"), StatementKind::Ddl);
+        assert_eq!(kind("SHOW STATS"), StatementKind::Show);
+        assert_eq!(kind("FLUSH TABLE a.b"), StatementKind::Admin);
+        assert_eq!(kind("'text'"), StatementKind::Other);
+        assert_eq!(kind("\"select\" 1"), StatementKind::Other);
     }
 
     #[test]
