@@ -609,6 +609,28 @@ async fn s3_location_end_to_end() {
     assert_eq!(status, 400);
     assert!(message(&body).contains("app.chat"), "{body}");
 
+    // A backup to the bucket, and a restore from it under a second name.
+    let backup = server
+        .run_job(&root, "BACKUP DATABASE app TO STORAGE s3main PATH 'backups/first'")
+        .await;
+    assert!(result(&backup)["files"].as_u64().unwrap() >= 2, "{backup}");
+    let listed = server
+        .query_ok(&root, "SHOW BACKUP STORAGE s3main PATH 'backups/first'")
+        .await;
+    assert_eq!(listed[0]["verified"], true, "{listed:?}");
+    server
+        .run_job(
+            &root,
+            "RESTORE DATABASE app FROM STORAGE s3main PATH 'backups/first' AS copy",
+        )
+        .await;
+    assert_eq!(
+        server
+            .query_ok(&alice, "SELECT id, body FROM copy.chat ORDER BY id")
+            .await,
+        rows
+    );
+
     // With the object store gone, a flush fails, says why, and moves nothing.
     drop(moto);
     server

@@ -208,6 +208,20 @@ async fn reads_span_every_schema_version_before_and_after_compaction_and_restart
         .map(|r| r["column_name"].as_str().unwrap())
         .collect();
     assert_eq!(&names[..5], ["id", "subject", "n", "tag", "old"]);
+    let columns = server
+        .query_ok(
+            &root,
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'app' AND table_name = 'notes' ORDER BY ordinal_position",
+        )
+        .await;
+    let listed: Vec<(&str, &str)> = columns
+        .iter()
+        .map(|c| (c["column_name"].as_str().unwrap(), c["data_type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        &listed[..5],
+        [("id", "BIGINT"), ("subject", "TEXT"), ("n", "BIGINT"), ("tag", "TEXT"), ("old", "TEXT")]
+    );
     let history = server
         .query_ok(&root, "DESCRIBE TABLE app.notes HISTORY")
         .await;
