@@ -51,6 +51,11 @@ fn partition(label: &str) -> Result<Scope> {
         .ok_or_else(|| EngineError::Internal(format!("job names an unknown partition {label}")))
 }
 
+/// Range tombstones (one per flushed partition) a table's memtable may
+/// collect before a flush job moves them into an SST file (see
+/// `Storage::settle_range_deletes`): reads pay a few µs for each.
+const MEMTABLE_RANGE_DELETES: usize = 8;
+
 /// What a job produced: its result JSON, the bytes it held in memory, and
 /// the rows and bytes it wrote to Parquet (for the metrics).
 struct Outcome {
@@ -470,6 +475,11 @@ impl Engine {
                 self.queue_job(JobKind::Compact, &def, Some(label), "files", true)?;
             }
         }
+        // Each flushed partition left a range tombstone in the memtable.
+        self.tables
+            .hot()
+            .storage()
+            .settle_range_deletes(&def.column_family(), MEMTABLE_RANGE_DELETES)?;
         Ok(Outcome {
             result: json!({
                 "rows_flushed": rows,

@@ -611,7 +611,10 @@ async fn s3_location_end_to_end() {
 
     // A backup to the bucket, and a restore from it under a second name.
     let backup = server
-        .run_job(&root, "BACKUP DATABASE app TO STORAGE s3main PATH 'backups/first'")
+        .run_job(
+            &root,
+            "BACKUP DATABASE app TO STORAGE s3main PATH 'backups/first'",
+        )
         .await;
     assert!(result(&backup)["files"].as_u64().unwrap() >= 2, "{backup}");
     let listed = server

@@ -216,11 +216,22 @@ async fn reads_span_every_schema_version_before_and_after_compaction_and_restart
         .await;
     let listed: Vec<(&str, &str)> = columns
         .iter()
-        .map(|c| (c["column_name"].as_str().unwrap(), c["data_type"].as_str().unwrap()))
+        .map(|c| {
+            (
+                c["column_name"].as_str().unwrap(),
+                c["data_type"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         &listed[..5],
-        [("id", "BIGINT"), ("subject", "TEXT"), ("n", "BIGINT"), ("tag", "TEXT"), ("old", "TEXT")]
+        [
+            ("id", "BIGINT"),
+            ("subject", "TEXT"),
+            ("n", "BIGINT"),
+            ("tag", "TEXT"),
+            ("old", "TEXT")
+        ]
     );
     let history = server
         .query_ok(&root, "DESCRIBE TABLE app.notes HISTORY")
