@@ -1,17 +1,26 @@
 #!/usr/bin/env python3
-"""Schema evolution figures: the time of an ALTER TABLE on a table with
-1,000 users and 1,000,000 rows (flushed to Parquet) next to the same ALTER
-on an empty table, and the read cost of a partition whose Parquet files
-span three schema versions next to one whose files share one version, and
-after compaction.
+"""Figures for the operator statements, against a running server (start a
+fresh one for each scenario, with manual flushes only):
 
-  KALAMDB_DATA_DIR=/tmp/schema KALAMDB_LISTEN=127.0.0.1:18095 KALAMDB_ROOT_PASSWORD=pw \
+  KALAMDB_DATA_DIR=/tmp/admin KALAMDB_LISTEN=127.0.0.1:18095 KALAMDB_ROOT_PASSWORD=pw \
   KALAMDB_FLUSH_ROWS=0 KALAMDB_FLUSH_INTERVAL_SECS=0 KALAMDB_COMPACT_MIN_FILES=0 \
       target/release/kalamdb-server &
-  scripts/bench-schema.py --port 18095 --password pw [--users 1000 --rows-per-user 1000]
+
+  scripts/bench-admin.py schema [--users 1000 --rows-per-user 1000]
+      The time of an ALTER TABLE on a table with 1,000 users and 1,000,000
+      rows (flushed to Parquet) next to the same ALTER on an empty table,
+      and the read cost of a partition whose Parquet files span three
+      schema versions next to one whose files share one version, and after
+      compaction.
+
+  scripts/bench-admin.py backup [--users 100 --rows-per-user 10000]
+      BACKUP DATABASE and RESTORE DATABASE throughput (rows/s, MB/s) for
+      1,000,000 rows over 100 users, 70% flushed to Parquet and 30% still
+      in RocksDB.
 
 Times are client round trips over one keep-alive HTTP connection (median
-of the runs); the server's own `execution_time_ms` is printed beside.
+of the runs); the server's own `execution_time_ms` is printed beside; job
+durations are the jobs' own `duration_ms`.
 """
 import argparse
 import http.client
@@ -62,6 +71,8 @@ class Client:
     def run_job(self, token, text):
         job = self.sql(token, text)["results"][0]["rows"][0]["job_id"]
         self.wait_job(token, job)
+        row = self.sql(token, f"SELECT result FROM system.jobs WHERE job_id = '{job}'")["results"][0]["rows"][0]
+        return json.loads(row["result"])
 
 
 def rows(first, count):
@@ -74,33 +85,62 @@ def median_ms(client, token, text, runs):
     return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=18095)
-    parser.add_argument("--password", default="pw")
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--rows-per-user", type=int, default=1000)
-    parser.add_argument("--read-rows", type=int, default=20000, help="rows per version in the read test")
-    parser.add_argument("--runs", type=int, default=30)
-    args = parser.parse_args()
-    client = Client(args.port)
-    root = client.login("root", args.password)
+def load(client, root, users, table, first_row, rows_per_user):
+    """Creates users u0… (if needed) and gives each `rows_per_user` rows."""
+    start = time.perf_counter()
+    for u in range(users):
+        for first in range(first_row, first_row + rows_per_user, 1000):
+            count = min(1000, first_row + rows_per_user - first)
+            client.sql(root, f"EXECUTE AS USER 'u{u}' (INSERT INTO {table} VALUES {rows(first, count)})")
+    total = users * rows_per_user
+    elapsed = time.perf_counter() - start
+    print(f"inserted {total:,} rows into {table} in {elapsed:.1f} s ({total / elapsed:,.0f} rows/s)")
+
+
+def create_users(client, root, users):
+    start = time.perf_counter()
+    for u in range(users):
+        client.sql(root, f"CREATE USER 'u{u}' WITH PASSWORD 'pw-u{u}' ROLE user")
+    print(f"created {users} users in {time.perf_counter() - start:.1f} s")
+
+
+def backup(client, root, args):
+    client.sql(root, "CREATE NAMESPACE IF NOT EXISTS bench")
+    client.sql(root, "CREATE USER TABLE bench.msgs (id BIGINT PRIMARY KEY, body TEXT, n INT)")
+    create_users(client, root, args.users)
+    cold = args.rows_per_user * 7 // 10
+    load(client, root, args.users, "bench.msgs", 0, cold)
+    client.run_job(root, "FLUSH TABLE bench.msgs")
+    load(client, root, args.users, "bench.msgs", cold, args.rows_per_user - cold)
+    total = args.users * args.rows_per_user
+    for label, statement in [
+        ("BACKUP", "BACKUP DATABASE bench TO 'bench-backup'"),
+        ("RESTORE", "RESTORE DATABASE bench FROM 'bench-backup' AS bench_copy"),
+    ]:
+        start = time.perf_counter()
+        result = client.run_job(root, statement)
+        wall = time.perf_counter() - start
+        seconds = result["duration_ms"] / 1000
+        mb = result["bytes"] / 1e6
+        print(
+            f"{label:<8} {result['rows']:,} rows, {result['files']} files, {mb:.1f} MB in {seconds:.2f} s"
+            f" (job; {wall:.2f} s with queueing): {result['rows'] / seconds:,.0f} rows/s, {mb / seconds:.1f} MB/s"
+        )
+        assert result["rows"] >= total, result
+    token = client.login("u1", "pw-u1")
+    a = client.sql(token, "SELECT count(*) AS n, sum(n) AS s FROM bench.msgs")["results"][0]["rows"]
+    b = client.sql(token, "SELECT count(*) AS n, sum(n) AS s FROM bench_copy.msgs")["results"][0]["rows"]
+    print(f"u1 before/after: {a} / {b}")
+    assert a == b
+
+
+def schema(client, root, args):
     client.sql(root, "CREATE NAMESPACE IF NOT EXISTS bench")
     client.sql(root, "CREATE USER TABLE bench.big (id BIGINT PRIMARY KEY, body TEXT, n INT)")
     client.sql(root, "CREATE USER TABLE bench.empty (id BIGINT PRIMARY KEY, body TEXT, n INT)")
-
-    start = time.perf_counter()
-    for u in range(args.users):
-        client.sql(root, f"CREATE USER 'u{u}' WITH PASSWORD 'pw-u{u}' ROLE user")
-    print(f"created {args.users} users in {time.perf_counter() - start:.1f} s")
-    start = time.perf_counter()
-    for u in range(args.users):
-        for first in range(0, args.rows_per_user, 1000):
-            count = min(1000, args.rows_per_user - first)
-            client.sql(root, f"EXECUTE AS USER 'u{u}' (INSERT INTO bench.big VALUES {rows(first, count)})")
+    create_users(client, root, args.users)
+    load(client, root, args.users, "bench.big", 0, args.rows_per_user)
     total = args.users * args.rows_per_user
-    elapsed = time.perf_counter() - start
-    print(f"inserted {total:,} rows in {elapsed:.1f} s ({total / elapsed:,.0f} rows/s)")
     start = time.perf_counter()
     client.run_job(root, "FLUSH TABLE bench.big")
     print(f"flushed to {args.users} Parquet files in {time.perf_counter() - start:.1f} s")
@@ -152,6 +192,24 @@ def main():
     for name, _ in queries:
         cells = [results[(name, k)] for k in ["bench.one", "bench.three", "compacted"]]
         print(f"  {name:<8} " + " ".join(f"{c[0]:8.2f} / {c[1]:7.2f}" for c in cells))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=["schema", "backup"])
+    parser.add_argument("--port", type=int, default=18095)
+    parser.add_argument("--password", default="pw")
+    parser.add_argument("--users", type=int)
+    parser.add_argument("--rows-per-user", type=int)
+    parser.add_argument("--read-rows", type=int, default=20000, help="schema: rows per version in the read test")
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    defaults = {"schema": (1000, 1000), "backup": (100, 10000)}[args.scenario]
+    args.users = args.users or defaults[0]
+    args.rows_per_user = args.rows_per_user or defaults[1]
+    client = Client(args.port)
+    root = client.login("root", args.password)
+    {"schema": schema, "backup": backup}[args.scenario](client, root, args)
 
 
 if __name__ == "__main__":
