@@ -107,7 +107,6 @@ struct PartitionOwner {
 struct CapturedTable {
     table: Table,
     schemas: Vec<TableSchema>,
-    def: Arc<TableDef>,
     /// Flushed files per partition.
     cold: Vec<(Scope, Vec<ColdFile>)>,
     /// Rows in RocksDB per partition, encoded as Parquet.
@@ -316,7 +315,6 @@ impl Engine {
             captured.push(CapturedTable {
                 table,
                 schemas,
-                def,
                 cold,
                 hot: hot_parts,
             });
@@ -369,45 +367,31 @@ impl Engine {
                 crate::table::keys::path_segment(&captured.table.table_name)
             );
             let mut partitions: BTreeMap<String, Vec<BackupFile>> = BTreeMap::new();
-            for (scope, cold_files) in &captured.cold {
-                let location = self
-                    .tables
-                    .cold()
-                    .locations
-                    .get(&captured.def.storage_location)?;
-                for file in cold_files {
-                    let location = match file.location == location.name {
-                        true => location.clone(),
-                        false => self.tables.cold().locations.get(&file.location)?,
-                    };
-                    let data = location.get(&file.path).await?;
-                    let path = format!("{table_dir}/{}/{}", scope.directory_name(), file.name);
-                    let checksum = sha256(&data);
-                    store.put(&path, data).await?;
-                    partitions
-                        .entry(scope.label())
-                        .or_default()
-                        .push(BackupFile {
-                            path: path[base.len() + 1..].to_string(),
-                            sha256: checksum,
-                            file: file.clone(),
-                            hot: false,
-                        });
-                }
-            }
-            for (scope, data, file) in captured.hot {
+            // Every file goes to `{table}/{partition}/{name}` with its checksum.
+            let mut add = async |scope: &Scope, data: Bytes, file: ColdFile, hot: bool| {
                 let path = format!("{table_dir}/{}/{}", scope.directory_name(), file.name);
-                let checksum = sha256(&data);
+                let sha256 = sha256(&data);
                 store.put(&path, data).await?;
                 partitions
                     .entry(scope.label())
                     .or_default()
                     .push(BackupFile {
                         path: path[base.len() + 1..].to_string(),
-                        sha256: checksum,
+                        sha256,
                         file,
-                        hot: true,
+                        hot,
                     });
+                Ok::<(), EngineError>(())
+            };
+            for (scope, cold_files) in &captured.cold {
+                for file in cold_files {
+                    let location = self.tables.cold().locations.get(&file.location)?;
+                    let data = location.get(&file.path).await?;
+                    add(scope, data, file.clone(), false).await?;
+                }
+            }
+            for (scope, data, file) in captured.hot {
+                add(&scope, data, file, true).await?;
             }
             let mut table = BackupTable {
                 table: captured.table,

@@ -255,6 +255,15 @@ impl TestServer {
         self.sql_body(token, json!({ "sql": sql })).await
     }
 
+    /// Runs SQL that must fail with `status` and an error message holding
+    /// `expected`.
+    pub async fn refused(&self, token: &str, sql: &str, status: u16, expected: &str) {
+        let (code, body) = self.sql(token, sql).await;
+        assert_eq!(code, status, "{sql}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(expected), "{sql}: {message}");
+    }
+
     /// Runs SQL that must succeed; returns the rows of the last result.
     pub async fn query_ok(&self, token: &str, sql: &str) -> Vec<Value> {
         let (status, body) = self.sql(token, sql).await;
