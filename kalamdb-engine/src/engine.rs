@@ -46,6 +46,9 @@ pub struct EngineConfig {
     /// The only local directory backups are written to and restored from;
     /// `{data_dir}/backups` when absent.
     pub backup_dir: Option<PathBuf>,
+    /// Run plain INSERT … VALUES and point SELECTs without DataFusion
+    /// planning (`sql::fast`); off only to compare the two paths.
+    pub fast_path: bool,
 }
 
 impl EngineConfig {
@@ -59,6 +62,7 @@ impl EngineConfig {
             jobs: JobConfig::default(),
             limits: Limits::default(),
             backup_dir: None,
+            fast_path: true,
         }
     }
 }

@@ -344,12 +344,8 @@ pub(crate) fn check_not_null(def: &TableDef, values: &[Value]) -> Result<()> {
 
 /// Fails when one STREAM event is larger than `max_stream_event_bytes`
 /// (the text and JSON cells; other cells count 8 bytes).
-fn check_event_size(def: &TableDef, values: &[Value], context: &TaskContext) -> Result<()> {
-    let limit = context
-        .session_config()
-        .get_extension::<Limits>()
-        .unwrap_or_default()
-        .max_stream_event_bytes;
+fn check_event_size(def: &TableDef, values: &[Value], limits: &Limits) -> Result<()> {
+    let limit = limits.max_stream_event_bytes;
     let size: usize = values
         .iter()
         .map(|v| match v {
@@ -383,11 +379,7 @@ impl DataSink for TableSink {
         context: &Arc<TaskContext>,
     ) -> datafusion::error::Result<u64> {
         let def = &self.def;
-        // An event log appends: no duplicate keys to look for.
-        let events = def.rules().keyed_by_sequence();
-        let now = kalamdb_model::Timestamp::now().0;
-        let mut writes: Vec<RowWrite> = Vec::new();
-        let mut seen = HashSet::new();
+        let mut rows: Vec<Vec<Option<Value>>> = Vec::new();
         while let Some(batch) = data.next().await {
             let batch = batch?;
             let mut columns = Vec::with_capacity(def.columns.len());
@@ -399,40 +391,64 @@ impl DataSink for TableSink {
                 }
             }
             for row in 0..batch.num_rows() {
-                let values: Vec<Value> = columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, cells)| match cells {
-                        Some(cells) => cells[row].clone(),
-                        None => self.default_cell(i, now),
-                    })
-                    .collect();
-                check_not_null(def, &values)?;
-                let pk = if events {
-                    // Keyed by its `_seq` at commit.
-                    check_event_size(def, &values, context)?;
-                    Vec::new()
-                } else {
-                    let key_cell = &values[def.primary_key];
-                    let pk = encode_pk(def.key_column().ty, key_cell)?;
-                    if !seen.insert(pk.clone()) {
-                        return Err(EngineError::Constraint(format!(
-                            "duplicate primary key {} in the same statement",
-                            describe_key(def, key_cell)
-                        ))
-                        .into());
-                    }
-                    pk
-                };
-                writes.push(RowWrite {
-                    pk,
-                    values,
-                    deleted: false,
-                    old: None,
-                });
+                rows.push(
+                    columns
+                        .iter()
+                        .map(|cells| cells.as_ref().map(|c| c[row].clone()))
+                        .collect(),
+                );
             }
         }
-        crate::cold::retire::hold_lease(context.session_config());
+        Ok(self.write_rows(rows, context.session_config()).await?)
+    }
+}
+
+impl TableSink {
+    /// Writes the rows of one INSERT, each a cell per table column (`None`:
+    /// not given, so its default): defaults, NOT NULL, duplicate keys in
+    /// the statement and in the table, one commit. Returns the rows kept.
+    async fn write_rows(
+        &self,
+        rows: Vec<Vec<Option<Value>>>,
+        config: &datafusion::prelude::SessionConfig,
+    ) -> Result<u64> {
+        let def = &self.def;
+        // An event log appends: no duplicate keys to look for.
+        let events = def.rules().keyed_by_sequence();
+        let now = kalamdb_model::Timestamp::now().0;
+        let limits = config.get_extension::<Limits>().unwrap_or_default();
+        let mut writes: Vec<RowWrite> = Vec::with_capacity(rows.len());
+        let mut seen = HashSet::new();
+        for row in rows {
+            let values: Vec<Value> = row
+                .into_iter()
+                .enumerate()
+                .map(|(i, cell)| cell.unwrap_or_else(|| self.default_cell(i, now)))
+                .collect();
+            check_not_null(def, &values)?;
+            let pk = if events {
+                // Keyed by its `_seq` at commit.
+                check_event_size(def, &values, &limits)?;
+                Vec::new()
+            } else {
+                let key_cell = &values[def.primary_key];
+                let pk = encode_pk(def.key_column().ty, key_cell)?;
+                if !seen.insert(pk.clone()) {
+                    return Err(EngineError::Constraint(format!(
+                        "duplicate primary key {} in the same statement",
+                        describe_key(def, key_cell)
+                    )));
+                }
+                pk
+            };
+            writes.push(RowWrite {
+                pk,
+                values,
+                deleted: false,
+                old: None,
+            });
+        }
+        crate::cold::retire::hold_lease(config);
         let _guard = self.registry.hot().lock_partition(def, &self.scope).await;
         let keys: Vec<Vec<u8>> = if events {
             Vec::new()
@@ -450,12 +466,34 @@ impl DataSink for TableSink {
                     "duplicate primary key: a row with {} already exists in {}",
                     describe_key(def, &write.values[def.primary_key]),
                     def.table_id()
-                ))
-                .into());
+                )));
             }
         }
         // What was kept: an ephemeral stream without subscribers keeps none.
         let count = self.registry.commit(def, &self.scope, writes)?.len() as u64;
         Ok(count)
     }
+}
+
+/// An INSERT whose values are already cells (the statement fast path):
+/// the same checks and commit as a DataFusion INSERT into the table.
+/// `rows` hold a cell per table column, `None` for a column not given.
+pub(crate) async fn insert_cells(
+    def: Arc<TableDef>,
+    registry: Arc<TableRegistry>,
+    caller: &Caller,
+    provided: Vec<String>,
+    rows: Vec<Vec<Option<Value>>>,
+    config: &datafusion::prelude::SessionConfig,
+) -> Result<u64> {
+    check_write(&def, caller)?;
+    let sink = TableSink {
+        schema: def.arrow_schema(),
+        scope: scope_for(&def, caller),
+        user_id: caller.user_id.clone(),
+        provided: provided.into_iter().collect(),
+        def,
+        registry,
+    };
+    sink.write_rows(rows, config).await
 }

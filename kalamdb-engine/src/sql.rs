@@ -12,6 +12,7 @@ pub(crate) mod subscribe;
 mod alter;
 mod backup;
 mod dml;
+mod fast;
 mod namespaces;
 mod stats;
 mod storage;

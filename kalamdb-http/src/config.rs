@@ -20,6 +20,9 @@ pub struct Config {
     /// The only local directory backups are written to and restored from;
     /// `{data_dir}/backups` when absent.
     pub backup_dir: Option<PathBuf>,
+    /// Run plain INSERT … VALUES and point SELECTs without DataFusion
+    /// planning; off only to compare with the planned path.
+    pub fast_path: bool,
     /// Password of `root`, used at first start only.
     pub root_password: Option<String>,
     /// HS256 secret for tokens; generated once and kept in the data dir when absent.
@@ -110,6 +113,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
             backup_dir: None,
+            fast_path: true,
             root_password: None,
             jwt_secret: None,
             log: "info".into(),
@@ -252,6 +256,18 @@ impl Config {
         }
         if let Some(v) = var("KALAMDB_STATEMENT_TIMEOUT_MS") {
             config.statement_timeout_ms = parse_number("KALAMDB_STATEMENT_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = var("KALAMDB_FAST_PATH") {
+            config.fast_path = match v.to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => {
+                    return Err(invalid(
+                        "KALAMDB_FAST_PATH",
+                        &format!("'{v}' is not on or off"),
+                    ));
+                }
+            };
         }
         if let Some(v) = var("KALAMDB_METRICS_ACCESS") {
             config.metrics_access = MetricsAccess::parse(&v).ok_or_else(|| {

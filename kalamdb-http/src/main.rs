@@ -72,6 +72,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let mut engine_config = EngineConfig::new(config.data_dir.clone());
     engine_config.root_password = config.root_password.clone();
     engine_config.backup_dir = config.backup_dir.clone();
+    engine_config.fast_path = config.fast_path;
     engine_config.cold.default_flush_rows = config.flush_rows;
     engine_config.cold.default_flush_interval_secs = config.flush_interval_secs;
     engine_config.cold.compact_min_files = config.compact_min_files;

@@ -40,6 +40,36 @@ fn system_column_error(column: &str) -> EngineError {
     ))
 }
 
+/// The result of an INSERT.
+fn inserted(count: u64) -> StatementResult {
+    StatementResult::message(count, format!("{count} row(s) inserted"))
+}
+
+/// `INSERT INTO t [(columns)] VALUES …` with no other clause.
+fn plain_insert(insert: &Insert) -> bool {
+    insert.optimizer_hints.is_empty()
+        && insert.or.is_none()
+        && !insert.ignore
+        && insert.into
+        && insert.table_alias.is_none()
+        && !insert.overwrite
+        && insert.assignments.is_empty()
+        && insert.partitioned.is_none()
+        && insert.after_columns.is_empty()
+        && !insert.has_table_keyword
+        && insert.on.is_none()
+        && insert.returning.is_none()
+        && insert.output.is_none()
+        && !insert.replace_into
+        && insert.priority.is_none()
+        && insert.insert_alias.is_none()
+        && insert.settings.is_none()
+        && insert.format_clause.is_none()
+        && insert.multi_table_insert_type.is_none()
+        && insert.multi_table_into_clauses.is_empty()
+        && insert.multi_table_when_clauses.is_empty()
+}
+
 impl Engine {
     /// The KalamDB table an object name refers to, if it is one.
     fn user_or_shared_table(
@@ -95,6 +125,20 @@ impl Engine {
             }
             names
         };
+        if plain_insert(&insert)
+            && let Some(count) = self
+                .fast_insert(
+                    state,
+                    &Caller::of_session(state),
+                    &def,
+                    &provided,
+                    insert.source.as_deref(),
+                    params,
+                )
+                .await?
+        {
+            return Ok(inserted(count));
+        }
         insert.columns = provided
             .iter()
             .map(|c| {
@@ -110,10 +154,7 @@ impl Engine {
         let result = self
             .run_datafusion(&state, Statement::Insert(insert), params)
             .await?;
-        Ok(StatementResult::message(
-            result.row_count,
-            format!("{} row(s) inserted", result.row_count),
-        ))
+        Ok(inserted(result.row_count))
     }
 
     pub(crate) async fn run_update(

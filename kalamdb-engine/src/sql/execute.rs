@@ -333,6 +333,18 @@ impl Engine {
                 Statement::Insert(insert) => self.run_insert(state, insert, params, namespace).await,
                 Statement::Update(update) => self.run_update(state, update, params, namespace).await,
                 Statement::Delete(delete) => self.run_delete(state, delete, params, namespace).await,
+                Statement::Query(query) => {
+                    match self
+                        .fast_point_select(state, caller, &query, params, namespace)
+                        .await?
+                    {
+                        Some(result) => Ok(result),
+                        None => {
+                            self.run_datafusion(state, Statement::Query(query), params)
+                                .await
+                        }
+                    }
+                }
                 other => self.run_datafusion(state, other, params).await,
             },
         }

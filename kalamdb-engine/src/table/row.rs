@@ -64,7 +64,7 @@ impl StoredRow {
     }
 }
 
-fn float_cell(v: f64) -> Value {
+pub(crate) fn float_cell(v: f64) -> Value {
     serde_json::Number::from_f64(v)
         .map(Value::Number)
         .unwrap_or_else(|| Value::String(v.to_string()))
