@@ -399,7 +399,10 @@ impl DataSink for TableSink {
                 );
             }
         }
-        Ok(self.write_rows(rows, context.session_config()).await?)
+        let config = context.session_config();
+        crate::cold::retire::hold_lease(config);
+        let limits = config.get_extension::<Limits>().unwrap_or_default();
+        Ok(self.write_rows(rows, &limits).await?)
     }
 }
 
@@ -407,16 +410,12 @@ impl TableSink {
     /// Writes the rows of one INSERT, each a cell per table column (`None`:
     /// not given, so its default): defaults, NOT NULL, duplicate keys in
     /// the statement and in the table, one commit. Returns the rows kept.
-    async fn write_rows(
-        &self,
-        rows: Vec<Vec<Option<Value>>>,
-        config: &datafusion::prelude::SessionConfig,
-    ) -> Result<u64> {
+    /// Call within a read lease: the duplicate-key check may read Parquet.
+    async fn write_rows(&self, rows: Vec<Vec<Option<Value>>>, limits: &Limits) -> Result<u64> {
         let def = &self.def;
         // An event log appends: no duplicate keys to look for.
         let events = def.rules().keyed_by_sequence();
         let now = kalamdb_model::Timestamp::now().0;
-        let limits = config.get_extension::<Limits>().unwrap_or_default();
         let mut writes: Vec<RowWrite> = Vec::with_capacity(rows.len());
         let mut seen = HashSet::new();
         for row in rows {
@@ -428,7 +427,7 @@ impl TableSink {
             check_not_null(def, &values)?;
             let pk = if events {
                 // Keyed by its `_seq` at commit.
-                check_event_size(def, &values, &limits)?;
+                check_event_size(def, &values, limits)?;
                 Vec::new()
             } else {
                 let key_cell = &values[def.primary_key];
@@ -448,7 +447,6 @@ impl TableSink {
                 old: None,
             });
         }
-        crate::cold::retire::hold_lease(config);
         let _guard = self.registry.hot().lock_partition(def, &self.scope).await;
         let keys: Vec<Vec<u8>> = if events {
             Vec::new()
@@ -484,9 +482,10 @@ pub(crate) async fn insert_cells(
     caller: &Caller,
     provided: Vec<String>,
     rows: Vec<Vec<Option<Value>>>,
-    config: &datafusion::prelude::SessionConfig,
+    limits: &Limits,
 ) -> Result<u64> {
     check_write(&def, caller)?;
+    let _lease = registry.cold().readers.enter();
     let sink = TableSink {
         schema: def.arrow_schema(),
         scope: scope_for(&def, caller),
@@ -495,5 +494,5 @@ pub(crate) async fn insert_cells(
         def,
         registry,
     };
-    sink.write_rows(rows, config).await
+    sink.write_rows(rows, limits).await
 }

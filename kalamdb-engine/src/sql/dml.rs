@@ -40,13 +40,43 @@ fn system_column_error(column: &str) -> EngineError {
     ))
 }
 
+/// The columns an INSERT gives values for: those it names, or every
+/// column in order (without an automatic key the rows leave out).
+pub(super) fn insert_columns(def: &TableDef, insert: &Insert) -> Result<Vec<String>> {
+    Ok(if insert.columns.is_empty() {
+        let width = match insert.source.as_deref().map(|q| q.body.as_ref()) {
+            Some(SetExpr::Values(values)) => values.rows.first().map(|r| r.content.len()),
+            _ => None,
+        };
+        // A table with an automatic key accepts positional rows without it.
+        let auto_key = def.key_column().default == Some(DefaultValue::SnowflakeId);
+        let skip_key = auto_key && width == Some(def.columns.len() - 1);
+        def.columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !(skip_key && *i == def.primary_key))
+            .map(|(_, c)| c.name.clone())
+            .collect()
+    } else {
+        let mut names = Vec::with_capacity(insert.columns.len());
+        for column in &insert.columns {
+            let name = column.to_string().trim_matches('"').to_ascii_lowercase();
+            if name.starts_with('_') {
+                return Err(system_column_error(&name));
+            }
+            names.push(name);
+        }
+        names
+    })
+}
+
 /// The result of an INSERT.
-fn inserted(count: u64) -> StatementResult {
+pub(super) fn inserted(count: u64) -> StatementResult {
     StatementResult::message(count, format!("{count} row(s) inserted"))
 }
 
 /// `INSERT INTO t [(columns)] VALUES …` with no other clause.
-fn plain_insert(insert: &Insert) -> bool {
+pub(super) fn plain_insert(insert: &Insert) -> bool {
     insert.optimizer_hints.is_empty()
         && insert.or.is_none()
         && !insert.ignore
@@ -72,7 +102,7 @@ fn plain_insert(insert: &Insert) -> bool {
 
 impl Engine {
     /// The KalamDB table an object name refers to, if it is one.
-    fn user_or_shared_table(
+    pub(super) fn user_or_shared_table(
         &self,
         name: &datafusion::sql::sqlparser::ast::ObjectName,
         namespace: Option<&str>,
@@ -100,45 +130,7 @@ impl Engine {
                 .run_datafusion(state, Statement::Insert(insert), params)
                 .await;
         };
-        let provided: Vec<String> = if insert.columns.is_empty() {
-            let width = match insert.source.as_deref().map(|q| q.body.as_ref()) {
-                Some(SetExpr::Values(values)) => values.rows.first().map(|r| r.content.len()),
-                _ => None,
-            };
-            // A table with an automatic key accepts positional rows without it.
-            let auto_key = def.key_column().default == Some(DefaultValue::SnowflakeId);
-            let skip_key = auto_key && width == Some(def.columns.len() - 1);
-            def.columns
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !(skip_key && *i == def.primary_key))
-                .map(|(_, c)| c.name.clone())
-                .collect()
-        } else {
-            let mut names = Vec::with_capacity(insert.columns.len());
-            for column in &insert.columns {
-                let name = column.to_string().trim_matches('"').to_ascii_lowercase();
-                if name.starts_with('_') {
-                    return Err(system_column_error(&name));
-                }
-                names.push(name);
-            }
-            names
-        };
-        if plain_insert(&insert)
-            && let Some(count) = self
-                .fast_insert(
-                    state,
-                    &Caller::of_session(state),
-                    &def,
-                    &provided,
-                    insert.source.as_deref(),
-                    params,
-                )
-                .await?
-        {
-            return Ok(inserted(count));
-        }
+        let provided = insert_columns(&def, &insert)?;
         insert.columns = provided
             .iter()
             .map(|c| {

@@ -66,6 +66,14 @@ pub struct BatchOutcome {
     pub error: Option<StatementError>,
 }
 
+/// Who runs a batch, where, and how its results are wanted.
+pub(crate) struct Batch<'a> {
+    pub caller: &'a Caller,
+    pub namespace: Option<&'a str>,
+    /// Results as Arrow batches ([`SqlRequest::arrow`]).
+    pub arrow: bool,
+}
+
 /// How often a statement is planned again when ALTER TABLEs keep changing
 /// its table under it.
 const SCHEMA_CHANGE_RETRIES: u32 = 5;
@@ -102,9 +110,8 @@ impl Engine {
                     )
                 }));
             }
-            let mut state = self.session_state(caller, request.namespace.as_deref())?;
-            if request.arrow {
-                state.config_mut().set_extension(Arc::new(ArrowResults));
+            if let Some(namespace) = request.namespace.as_deref() {
+                self.check_namespace(namespace)?;
             }
             let params = request
                 .params
@@ -112,9 +119,9 @@ impl Engine {
                 .enumerate()
                 .map(|(i, v)| json_param(i + 1, v))
                 .collect::<Result<Vec<_>>>()?;
-            Ok((sources, state, params))
+            Ok((sources, params))
         });
-        let (sources, state, params) = match prepared {
+        let (sources, params) = match prepared {
             Ok(p) => p,
             Err(error) => {
                 outcome.error = Some(StatementError {
@@ -124,11 +131,18 @@ impl Engine {
                 return outcome;
             }
         };
-        let namespace = request.namespace.as_deref();
+        let batch = Batch {
+            caller,
+            namespace: request.namespace.as_deref(),
+            arrow: request.arrow,
+        };
+        // Built on the first statement that needs DataFusion: a batch of
+        // fast-path statements never pays for a session.
+        let mut state: Option<SessionState> = None;
         for source in sources {
             let kind = source.kind();
             let started = std::time::Instant::now();
-            let run = self.execute_one(&state, caller, &source, &params, namespace);
+            let run = self.execute_one(&mut state, &batch, &source, &params);
             let result = within(limits.statement_timeout, run).await;
             self.metrics
                 .record_statement(kind, result.is_ok(), started.elapsed());
@@ -177,9 +191,7 @@ impl Engine {
                 self.tables.cold().readers.clone(),
             )));
         if let Some(namespace) = namespace {
-            if self.stores.namespaces.get(namespace)?.is_none() {
-                return Err(EngineError::not_found(ObjectKind::Namespace, namespace));
-            }
+            self.check_namespace(namespace)?;
             state.config_mut().options_mut().catalog.default_schema = namespace.to_string();
         }
         state
@@ -190,13 +202,20 @@ impl Engine {
         Ok(state)
     }
 
+    /// Fails unless the namespace exists.
+    fn check_namespace(&self, namespace: &str) -> Result<()> {
+        if self.stores.namespaces.get(namespace)?.is_none() {
+            return Err(EngineError::not_found(ObjectKind::Namespace, namespace));
+        }
+        Ok(())
+    }
+
     async fn execute_one(
         &self,
-        state: &SessionState,
-        caller: &Caller,
+        state: &mut Option<SessionState>,
+        batch: &Batch<'_>,
         source: &StatementSource,
         params: &[ScalarValue],
-        namespace: Option<&str>,
     ) -> Result<StatementResult> {
         source.check_limits(
             self.config.limits.max_expression_depth,
@@ -204,10 +223,20 @@ impl Engine {
         )?;
         let mut attempts = 0;
         loop {
-            match self
-                .run_statement(state, caller, source.parse()?, params, namespace)
-                .await
-            {
+            let statement = source.parse()?;
+            let outcome = match self.try_fast(batch, &statement, params).await {
+                Ok(Some(result)) => Ok(result),
+                Ok(None) => {
+                    let state = match state {
+                        Some(state) => state,
+                        None => state.insert(self.batch_state(batch)?),
+                    };
+                    self.run_statement(state, batch.caller, statement, params, batch.namespace)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
                 // Planned with a table definition an ALTER TABLE replaced
                 // before the statement wrote: nothing was written, so plan
                 // it again with the new one.
@@ -217,6 +246,15 @@ impl Engine {
                 other => return other,
             }
         }
+    }
+
+    /// The DataFusion session of a batch.
+    fn batch_state(&self, batch: &Batch<'_>) -> Result<SessionState> {
+        let mut state = self.session_state(batch.caller, batch.namespace)?;
+        if batch.arrow {
+            state.config_mut().set_extension(Arc::new(ArrowResults));
+        }
+        Ok(state)
     }
 
     async fn run_statement(
@@ -294,7 +332,15 @@ impl Engine {
                     ));
                 }
                 let inner = self.impersonate(caller, &user)?;
-                let inner_state = self.session_state(&inner, namespace)?;
+                let batch = Batch {
+                    caller: &inner,
+                    namespace,
+                    arrow: state.config().get_extension::<ArrowResults>().is_some(),
+                };
+                if let Some(result) = self.try_fast(&batch, &statement, params).await? {
+                    return Ok(result);
+                }
+                let inner_state = self.batch_state(&batch)?;
                 Box::pin(self.run_statement(&inner_state, &inner, statement, params, namespace))
                     .await
             }
@@ -333,18 +379,6 @@ impl Engine {
                 Statement::Insert(insert) => self.run_insert(state, insert, params, namespace).await,
                 Statement::Update(update) => self.run_update(state, update, params, namespace).await,
                 Statement::Delete(delete) => self.run_delete(state, delete, params, namespace).await,
-                Statement::Query(query) => {
-                    match self
-                        .fast_point_select(state, caller, &query, params, namespace)
-                        .await?
-                    {
-                        Some(result) => Ok(result),
-                        None => {
-                            self.run_datafusion(state, Statement::Query(query), params)
-                                .await
-                        }
-                    }
-                }
                 other => self.run_datafusion(state, other, params).await,
             },
         }
@@ -431,7 +465,17 @@ pub(crate) fn batch_result(
     schema: datafusion::arrow::datatypes::SchemaRef,
     batches: Vec<RecordBatch>,
 ) -> Result<StatementResult> {
-    if state.config().get_extension::<ArrowResults>().is_some() {
+    let arrow = state.config().get_extension::<ArrowResults>().is_some();
+    result_of(arrow, schema, batches)
+}
+
+/// Batches as a statement result: kept as Arrow, or as JSON rows.
+pub(crate) fn result_of(
+    arrow: bool,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<StatementResult> {
+    if arrow {
         return Ok(StatementResult::arrow(schema, batches));
     }
     StatementResult::from_batches(&batches, &schema)

@@ -15,15 +15,15 @@
 use std::sync::Arc;
 
 use datafusion::common::ScalarValue;
-use datafusion::execution::SessionState;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, GroupByExpr, Query, Select, SelectItem, SetExpr, TableFactor,
-    UnaryOperator, Value as SqlValue,
+    BinaryOperator, Expr, GroupByExpr, Query, Select, SelectItem, SetExpr, Statement, TableFactor,
+    TableObject, UnaryOperator, Value as SqlValue,
 };
 use serde_json::Value;
 
-use super::execute::batch_result;
-use super::parser::table_ref;
+use super::dml::{insert_columns, inserted, plain_insert};
+use super::execute::{Batch, result_of};
+use super::parser::{KalamStatement, table_ref};
 use super::result::StatementResult;
 use crate::engine::Engine;
 use crate::error::Result;
@@ -148,6 +148,45 @@ fn plain_select(query: &Query) -> Option<&Select> {
 }
 
 impl Engine {
+    /// Runs `statement` on a fast path if it has one of their shapes;
+    /// `None` leaves it to DataFusion. Needs no DataFusion session.
+    pub(crate) async fn try_fast(
+        &self,
+        batch: &Batch<'_>,
+        statement: &KalamStatement,
+        params: &[ScalarValue],
+    ) -> Result<Option<StatementResult>> {
+        if !self.config.fast_path {
+            return Ok(None);
+        }
+        let KalamStatement::Sql(statement) = statement else {
+            return Ok(None);
+        };
+        match statement.as_ref() {
+            Statement::Query(query) => self.fast_point_select(batch, query, params).await,
+            Statement::Insert(insert) if plain_insert(insert) => {
+                let TableObject::TableName(name) = &insert.table else {
+                    return Ok(None);
+                };
+                let Some(def) = self.user_or_shared_table(name, batch.namespace)? else {
+                    return Ok(None);
+                };
+                let provided = insert_columns(&def, insert)?;
+                let count = self
+                    .fast_insert(
+                        batch.caller,
+                        &def,
+                        &provided,
+                        insert.source.as_deref(),
+                        params,
+                    )
+                    .await?;
+                Ok(count.map(inserted))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// A USER or SHARED table named as a plain `ns.t` or `t`.
     fn fast_table(
         &self,
@@ -162,17 +201,12 @@ impl Engine {
 
     /// `SELECT * | c1, c2 FROM t WHERE pk = literal` on a USER or SHARED
     /// table, read by key; `None` for any other statement.
-    pub(crate) async fn fast_point_select(
+    async fn fast_point_select(
         &self,
-        state: &SessionState,
-        caller: &Caller,
+        batch: &Batch<'_>,
         query: &Query,
         params: &[ScalarValue],
-        namespace: Option<&str>,
     ) -> Result<Option<StatementResult>> {
-        if !self.config.fast_path {
-            return Ok(None);
-        }
         let Some(select) = plain_select(query) else {
             return Ok(None);
         };
@@ -191,7 +225,7 @@ impl Engine {
         if !with_hints.is_empty() || !partitions.is_empty() {
             return Ok(None);
         }
-        let Some(def) = self.fast_table(name, namespace) else {
+        let Some(def) = self.fast_table(name, batch.namespace) else {
             return Ok(None);
         };
         let schema = def.arrow_schema();
@@ -243,8 +277,8 @@ impl Engine {
             return Ok(None);
         };
         let pk = encode_pk(key.ty, &cell)?;
-        crate::cold::retire::hold_lease(state.config());
-        let scope = scope_for(&def, caller);
+        let _lease = self.tables.cold().readers.enter();
+        let scope = scope_for(&def, batch.caller);
         let rows: Vec<StoredRow> = self
             .tables
             .tiers
@@ -263,22 +297,21 @@ impl Engine {
             true => Vec::new(),
             false => vec![rows_to_batch(&def, &rows, projected.clone(), &projection)?],
         };
-        batch_result(state, projected, batches).map(Some)
+        result_of(batch.arrow, projected, batches).map(Some)
     }
 
     /// An INSERT of literal rows into a USER, SHARED or STREAM table, with
     /// `provided` the columns it names (as `run_insert` resolved them);
     /// `None` when a value is not a literal that converts exactly.
-    pub(crate) async fn fast_insert(
+    async fn fast_insert(
         &self,
-        state: &SessionState,
         caller: &Caller,
         def: &Arc<TableDef>,
         provided: &[String],
         source: Option<&Query>,
         params: &[ScalarValue],
     ) -> Result<Option<u64>> {
-        let Some(query) = source.filter(|_| self.config.fast_path) else {
+        let Some(query) = source else {
             return Ok(None);
         };
         let plain = query.with.is_none()
@@ -322,7 +355,7 @@ impl Engine {
             caller,
             provided.to_vec(),
             rows,
-            state.config(),
+            &self.config.limits,
         )
         .await?;
         Ok(Some(count))
@@ -333,9 +366,8 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::EngineConfig;
-    use crate::sql::parser::{KalamStatement, split_batch};
+    use crate::sql::parser::split_batch;
     use crate::testing::run;
-    use datafusion::sql::sqlparser::ast::Statement;
 
     /// Which SELECTs the fast path takes (the black-box test compares its
     /// answers with the planned path's; this one checks it is taken).
@@ -351,17 +383,15 @@ mod tests {
         .await;
         run(&engine, "INSERT INTO app.t VALUES (1, 'one')").await;
         let caller = Caller::internal();
-        let state = engine.session_state(&caller, None).unwrap();
+        let batch = Batch {
+            caller: &caller,
+            namespace: None,
+            arrow: false,
+        };
         let fast = async |sql: &str| {
             let statement = split_batch(sql).unwrap().remove(0).parse().unwrap();
-            let KalamStatement::Sql(statement) = statement else {
-                panic!("{sql}")
-            };
-            let Statement::Query(query) = *statement else {
-                panic!("{sql}")
-            };
             engine
-                .fast_point_select(&state, &caller, &query, &[], None)
+                .try_fast(&batch, &statement, &[])
                 .await
                 .unwrap()
                 .map(|r| r.row_count)
@@ -369,6 +399,11 @@ mod tests {
         assert_eq!(fast("SELECT * FROM app.t WHERE id = 1").await, Some(1));
         assert_eq!(fast("SELECT body FROM app.t WHERE 1 = id").await, Some(1));
         assert_eq!(fast("SELECT body FROM app.t WHERE id = 2").await, Some(0));
+        assert_eq!(
+            fast("INSERT INTO app.t VALUES (2, 'two'), (3, NULL)").await,
+            Some(2)
+        );
+        assert_eq!(fast("SELECT body FROM app.t WHERE id = 2").await, Some(1));
         for slow in [
             "SELECT * FROM app.t WHERE id = '1'",
             "SELECT * FROM app.t WHERE id = 1 LIMIT 1",
@@ -376,6 +411,9 @@ mod tests {
             "SELECT upper(body) FROM app.t WHERE id = 1",
             "SELECT * FROM app.t x WHERE id = 1",
             "SELECT * FROM system.users WHERE user_id = 'root'",
+            "INSERT INTO app.t VALUES (2, upper('x'))",
+            "INSERT INTO app.t VALUES ('2', 'x')",
+            "UPDATE app.t SET body = 'y' WHERE id = 1",
         ] {
             assert_eq!(fast(slow).await, None, "{slow}");
         }
