@@ -45,7 +45,7 @@ mod testing;
 pub use cold::ColdConfig;
 pub use engine::{Bootstrap, Engine, EngineConfig};
 pub use error::{EngineError, ErrorKind, ObjectKind, Result};
-pub use live::{ChangeEvent, ChangeKind, LiveEvent};
+pub use live::{ChangeEvent, ChangeKind, ChangeRows, LiveEvent};
 pub use metrics::{ConnectionGuard, METRICS_CONTENT_TYPE, Metrics, StatementKind};
 pub use queue::JobConfig;
 pub use session::{Caller, DEFAULT_MAX_EXPRESSION_DEPTH, Limits, worker_stack_bytes};

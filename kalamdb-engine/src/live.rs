@@ -19,6 +19,8 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DataFusionError;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::Volatility;
+use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::PhysicalExpr;
 use parking_lot::RwLock;
@@ -67,10 +69,47 @@ pub struct ChangeEvent {
     pub subscription_id: String,
     pub kind: ChangeKind,
     pub seq: i64,
-    /// New rows (insert, update).
+    /// The rows, shared by every subscription of the same shape (same
+    /// table version, WHERE and columns): evaluated and encoded once.
+    pub rows: Arc<ChangeRows>,
+}
+
+/// The rows of a change: new rows (insert, update), previous rows
+/// (update, delete).
+#[derive(Debug)]
+pub struct ChangeRows {
     pub rows: Vec<JsonRow>,
-    /// Previous rows (update, delete).
     pub old_values: Vec<JsonRow>,
+    /// [`ChangeRows::json_fields`], encoded on first use.
+    encoded: std::sync::OnceLock<String>,
+}
+
+impl ChangeRows {
+    pub fn new(rows: Vec<JsonRow>, old_values: Vec<JsonRow>) -> Self {
+        ChangeRows {
+            rows,
+            old_values,
+            encoded: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `,"rows":[…],"old_values":[…]` (each only when not empty): the
+    /// end of a `change` message, encoded once however many subscribers
+    /// receive it.
+    pub fn json_fields(&self) -> &str {
+        self.encoded.get_or_init(|| {
+            let mut out = String::new();
+            for (name, rows) in [("rows", &self.rows), ("old_values", &self.old_values)] {
+                if !rows.is_empty() {
+                    out.push_str(&format!(
+                        ",\"{name}\":{}",
+                        serde_json::to_string(rows).unwrap_or_else(|_| "[]".into())
+                    ));
+                }
+            }
+            out
+        })
+    }
 }
 
 /// A registered subscription.
@@ -93,6 +132,33 @@ pub(crate) struct Subscription {
     pub last_change: AtomicI64,
     /// Owner of the subscription.
     pub user_id: String,
+    /// Subscriptions with the same shape get the same events (see
+    /// [`shape_of`]).
+    pub shape: String,
+}
+
+/// What decides a subscription's events for a change: the table version
+/// its rows are read in, its WHERE and its columns — and its owner, when
+/// the WHERE calls a function that is not immutable (`CURRENT_USER()`,
+/// `random()`): those are evaluated per subscription.
+pub(crate) fn shape_of(
+    def: &TableDef,
+    filter: Option<&Arc<dyn PhysicalExpr>>,
+    projection: &[usize],
+    user_id: &str,
+) -> String {
+    let per_caller = filter.is_some_and(|f| {
+        f.exists(|e| {
+            Ok(e.downcast_ref::<ScalarFunctionExpr>().is_some_and(|call| {
+                call.fun().signature().volatility != Volatility::Immutable
+                    || call.name().eq_ignore_ascii_case("current_user")
+            }))
+        })
+        .unwrap_or(true)
+    });
+    let filter = filter.map(|f| f.to_string()).unwrap_or_default();
+    let owner = if per_caller { user_id } else { "" };
+    format!("{}|{filter}|{projection:?}|{owner}", def.version)
 }
 
 impl Subscription {
@@ -143,12 +209,14 @@ impl Subscription {
             }
             None => None,
         };
+        let def = Arc::new(def.clone());
         Some(Subscription {
+            shape: shape_of(&def, filter.as_ref(), &projection, &self.user_id),
             live_id: self.live_id.clone(),
             subscription_id: self.subscription_id.clone(),
             table_id: self.table_id.clone(),
             scope: self.scope.clone(),
-            def: Arc::new(def.clone()),
+            def,
             filter,
             projected_schema: Arc::new(new_schema.project(&projection).ok()?),
             projection,
@@ -280,6 +348,8 @@ impl LiveRouter {
             Some(list) => list.clone(),
             None => return,
         };
+        // Events of one shape, computed for its first subscription.
+        let mut by_shape: HashMap<String, Vec<ChangeEvent>> = HashMap::new();
         for mut subscription in subscriptions {
             if subscription.overflowed.load(Ordering::Relaxed) {
                 continue;
@@ -298,9 +368,18 @@ impl LiveRouter {
                     }
                 }
             }
-            match events_for(&subscription, changes) {
+            let events = match by_shape.get(&subscription.shape) {
+                Some(events) => Ok(events.clone()),
+                None => events_for(&subscription, changes).inspect(|events| {
+                    by_shape.insert(subscription.shape.clone(), events.clone());
+                }),
+            };
+            match events {
                 Ok(events) => {
-                    for event in events {
+                    for mut event in events {
+                        event
+                            .subscription_id
+                            .clone_from(&subscription.subscription_id);
                         if subscription
                             .sender
                             .try_send(LiveEvent::Change(event))
@@ -406,8 +485,7 @@ fn events_for(subscription: &Subscription, changes: &[Change]) -> Result<Vec<Cha
             subscription_id: subscription.subscription_id.clone(),
             kind,
             seq: change.new.seq,
-            rows,
-            old_values,
+            rows: Arc::new(ChangeRows::new(rows, old_values)),
         });
     }
     Ok(events)

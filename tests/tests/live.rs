@@ -554,3 +554,66 @@ async fn a_client_that_stops_reading_is_cut_off_as_slow_consumer() {
         "{metrics}"
     );
 }
+
+/// Subscriptions of one shape share the evaluation and encoding of a
+/// change, yet each gets its own `subscription_id`; a WHERE calling
+/// `CURRENT_USER()` is evaluated for each subscriber.
+#[tokio::test]
+async fn shared_evaluation_keeps_subscriptions_apart() {
+    let (server, alice, bob) = setup().await;
+    let root = server.root_token().await;
+    server
+        .query_ok(
+            &root,
+            "CREATE SHARED TABLE app.board (id BIGINT PRIMARY KEY, body TEXT, owner TEXT)",
+        )
+        .await;
+    let mut sockets = Vec::new();
+    for (token, ids) in [(&alice, ["a1", "a2"]), (&bob, ["b1", "b2"])] {
+        let mut ws = connect(&server, Some(token)).await;
+        for (id, sql) in [
+            (
+                ids[0],
+                "SELECT id, body FROM app.board WHERE body <> 'hidden'",
+            ),
+            (
+                ids[1],
+                "SELECT id, body FROM app.board WHERE owner = CURRENT_USER()",
+            ),
+        ] {
+            send(&mut ws, json!({"type": "subscribe", "id": id, "sql": sql})).await;
+            assert_eq!(next(&mut ws).await["type"], "subscribed");
+            assert_eq!(next(&mut ws).await["type"], "initial_data");
+        }
+        sockets.push(ws);
+    }
+    server
+        .query_ok(
+            &root,
+            "INSERT INTO app.board VALUES (1, 'for alice', 'alice'), (2, 'hidden', 'bob')",
+        )
+        .await;
+    let mut got: Vec<(String, Value)> = Vec::new();
+    for (ws, expected) in sockets.iter_mut().zip([2, 2]) {
+        for _ in 0..expected {
+            let change = next(ws).await;
+            assert_eq!(change["type"], "change", "{change}");
+            got.push((
+                change["subscription_id"].as_str().unwrap().to_string(),
+                change["rows"].clone(),
+            ));
+        }
+        quiet(ws).await;
+    }
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let row = |id: &str, body: &str| json!([{"id": id, "body": body}]);
+    assert_eq!(
+        got,
+        vec![
+            ("a1".to_string(), row("1", "for alice")),
+            ("a2".to_string(), row("1", "for alice")),
+            ("b1".to_string(), row("1", "for alice")),
+            ("b2".to_string(), row("2", "hidden")),
+        ]
+    );
+}

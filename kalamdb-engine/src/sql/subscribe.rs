@@ -16,7 +16,9 @@ use super::result::ResultColumn;
 use crate::engine::Engine;
 use crate::error::{EngineError, ObjectKind, Result};
 use crate::json::{JsonRow, batches_to_rows};
-use crate::live::{ChangeEvent, ChangeKind, LiveEvent, Subscription, matches, project};
+use crate::live::{
+    ChangeEvent, ChangeKind, ChangeRows, LiveEvent, Subscription, matches, project, shape_of,
+};
 use crate::provider::scope_for;
 use crate::session::Caller;
 use crate::table::TableId;
@@ -185,6 +187,7 @@ impl Engine {
             self.tables.hot().snowflake_id()
         );
         let subscription = Arc::new(Subscription {
+            shape: shape_of(&def, physical_filter.as_ref(), &projection, &caller.user_id),
             live_id: live_id.clone(),
             subscription_id: request.subscription_id.clone(),
             table_id: def.table_id(),
@@ -307,8 +310,10 @@ impl Engine {
                     subscription_id: subscription.subscription_id.clone(),
                     kind: ChangeKind::Delete,
                     seq: row.seq,
-                    rows: Vec::new(),
-                    old_values: vec![project(subscription, row)?],
+                    rows: Arc::new(ChangeRows::new(
+                        Vec::new(),
+                        vec![project(subscription, row)?],
+                    )),
                 });
             }
         }
