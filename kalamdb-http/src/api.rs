@@ -217,17 +217,18 @@ impl poem_openapi::types::Example for SqlRequestBody {
 }
 
 /// A result column.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct SqlColumn {
     /// Column name; the key of this column in every row.
     pub name: String,
     /// SQL type: BIGINT, INT, DOUBLE, BOOLEAN, TEXT, TIMESTAMP, DATE, …
     #[oai(rename = "type")]
+    #[serde(rename = "type")]
     pub data_type: String,
 }
 
 /// The result of one statement.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct SqlResult {
     /// Result columns, in order; empty for DDL/DML statements.
     pub columns: Vec<SqlColumn>,
@@ -237,6 +238,7 @@ pub struct SqlResult {
     pub row_count: u64,
     /// Human summary of a DDL/DML statement.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
@@ -259,7 +261,7 @@ impl From<StatementResult> for SqlResult {
 }
 
 /// Results of a batch that ran completely.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Serialize)]
 #[oai(example)]
 pub struct SqlResponse {
     /// Always `success`.
@@ -301,7 +303,30 @@ impl poem_openapi::types::Example for SqlResponse {
 pub enum SqlOk {
     /// Every statement succeeded.
     #[oai(status = 200)]
-    Ok(Json<SqlResponse>),
+    Ok(SerdeJson<SqlResponse>),
+}
+
+/// A JSON body written by serde straight from the value: the same document
+/// as poem-openapi's `Json`, which first builds a `serde_json::Value` of it
+/// (a copy of every row of every result).
+pub struct SerdeJson<T>(pub T);
+
+impl<T: poem_openapi::types::Type> poem_openapi::payload::Payload for SerdeJson<T> {
+    const CONTENT_TYPE: &'static str = <Json<T> as poem_openapi::payload::Payload>::CONTENT_TYPE;
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: serde::Serialize + Send> poem::IntoResponse for SerdeJson<T> {
+    fn into_response(self) -> poem::Response {
+        poem::web::Json(self.0).into_response()
+    }
 }
 
 pub struct SqlApi;
@@ -324,7 +349,7 @@ impl SqlApi {
     ) -> Result<SqlOk, ApiError> {
         let started = Instant::now();
         let results = run_sql(&state, &auth.0, body.0, false, started).await?;
-        Ok(SqlOk::Ok(Json(SqlResponse {
+        Ok(SqlOk::Ok(SerdeJson(SqlResponse {
             status: "success".into(),
             results: results.into_iter().map(SqlResult::from).collect(),
             execution_time_ms: started.elapsed().as_secs_f64() * 1000.0,

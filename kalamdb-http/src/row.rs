@@ -42,6 +42,12 @@ impl Type for SqlRow {
     }
 }
 
+impl serde::Serialize for SqlRow {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
 impl ToJSON for SqlRow {
     fn to_json(&self) -> Option<Value> {
         Some(Value::Object(self.0.clone()))
