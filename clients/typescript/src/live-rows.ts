@@ -1,6 +1,6 @@
 import { KalamError } from './errors.js';
 import type { KalamClient } from './client.js';
-import type { EndReason, LiveChange, LiveState, Row, SubscribeOptions, Subscription } from './types.js';
+import type { EndReason, InitialDataInfo, LiveChange, LiveState, Row, SubscribeOptions, Subscription } from './types.js';
 
 export interface LiveRowsOptions<R extends Row = Row> extends SubscribeOptions {
   /**
@@ -61,23 +61,8 @@ export class LiveRows<R extends Row = Row> {
             return String(value);
           };
     this.subscription = client.subscribe<R>(sql, options, {
-      onInitialData: (rows, info) => {
-        if (info.resumed) {
-          for (const row of rows) this.map.set(this.keyOf(row), row);
-          this.emit({ type: 'resync', rows });
-          return;
-        }
-        if (info.batch === 0 || !this.staging) this.staging = new Map();
-        for (const row of rows) this.staging.set(this.keyOf(row), row);
-        if (!info.hasMore) {
-          this.map = this.staging;
-          this.staging = undefined;
-          this.loaded = true;
-          this.emit({ type: 'snapshot' });
-          this.settle();
-        }
-      },
-      onChange: (change) => this.apply(change),
+      onInitialData: (rows, info) => this.guard(() => this.initial(rows, info)),
+      onChange: (change) => this.guard(() => this.apply(change)),
       onReset: (error) => this.emit({ type: 'reset', error }),
       onState: (state) => this.emit({ type: 'state', state }),
       onError: (error) => {
@@ -88,9 +73,37 @@ export class LiveRows<R extends Row = Row> {
           this.endReason = info.reason;
           this.settle();
         }
-        this.emit({ type: 'end', reason: info.reason, error: info.error, willResubscribe: info.willResubscribe });
+        this.emit({ type: 'end', reason: info.reason, error: info.error ?? this.failure, willResubscribe: info.willResubscribe });
       },
     });
+  }
+
+  /** A row without its key (the key is not in the column list) ends the view with that error. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.failure =
+        error instanceof KalamError ? error : new KalamError('INVALID_INPUT', `liveRows: ${String(error)}`, { cause: error });
+      this.subscription.unsubscribe();
+    }
+  }
+
+  private initial(rows: R[], info: InitialDataInfo): void {
+    if (info.resumed) {
+      for (const row of rows) this.map.set(this.keyOf(row), row);
+      this.emit({ type: 'resync', rows });
+      return;
+    }
+    if (info.batch === 0 || !this.staging) this.staging = new Map();
+    for (const row of rows) this.staging.set(this.keyOf(row), row);
+    if (!info.hasMore) {
+      this.map = this.staging;
+      this.staging = undefined;
+      this.loaded = true;
+      this.emit({ type: 'snapshot' });
+      this.settle();
+    }
   }
 
   /** The current rows (a new array after every change; the same one in between). */

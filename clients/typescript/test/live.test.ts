@@ -415,3 +415,14 @@ test('revoked users: a password change reconnects with a new token and resumes; 
   assert.ok(isKalamError(view.error, 'UNAUTHORIZED'));
   client.close();
 });
+
+test('liveRows whose key is not in the column list ends with a typed error instead of staying empty', async () => {
+  const table = await itemsTable('nokey');
+  const client = await loggedIn(url, user, 'pw');
+  await client.sql(`INSERT INTO ${table} (id, v, tag) VALUES (1, 1, 'in')`);
+  const view = client.liveRows<Item>(`SELECT v, tag FROM ${table}`, { key: 'id' });
+  await assert.rejects(view.whenReady(), (e: unknown) => isKalamError(e, 'INVALID_INPUT') && /no column id/.test((e as Error).message));
+  assert.equal(view.state, 'closed');
+  assert.equal(client.connectionState, 'live', 'the connection stays');
+  client.close();
+});
