@@ -113,6 +113,16 @@ function openRoom(name) {
     if (event.type === 'insert') stopTyping(event.row.author);
     renderMessages(rows);
   });
+  $('#messages').dataset.ready = 'false';
+  const view = messagesView;
+  view.whenReady().then(
+    () => {
+      if (view === messagesView) $('#messages').dataset.ready = 'true';
+    },
+    (error) => {
+      $('#chat-error').textContent = error.message;
+    },
+  );
   // Only live events count: the initial rows are what was typed up to 10 s ago.
   typingSub = client.subscribe(`SELECT author FROM chat.typing WHERE room = '${name}'`, {}, {
     onChange: (change) => {

@@ -45,15 +45,16 @@ class HttpError extends Error {
 
 /**
  * Starts the page and relay server. `kalamUrl` is the KalamDB server the
- * page talks to; the relay logs in as the service account `relay`.
+ * page talks to, `relayUrl` the one the relay talks to (the same unless
+ * given); the relay logs in as the service account `relay`.
  */
-export async function startChatServer({ kalamUrl, relay = demo.relay, port = 0, host = '127.0.0.1' }) {
-  const login = async () => (await new KalamClient({ url: kalamUrl }).login(relay.name, relay.password)).access_token;
-  const service = new KalamClient({ url: kalamUrl, getToken: login });
+export async function startChatServer({ kalamUrl, relayUrl = kalamUrl, relay = demo.relay, port = 0, host = '127.0.0.1' }) {
+  const login = async () => (await new KalamClient({ url: relayUrl }).login(relay.name, relay.password)).access_token;
+  const service = new KalamClient({ url: relayUrl, getToken: login });
   await service.login(relay.name, relay.password);
 
   async function whoIs(token) {
-    const user = new KalamClient({ url: kalamUrl, token });
+    const user = new KalamClient({ url: relayUrl, token });
     try {
       const [row] = await user.query('SELECT CURRENT_USER() AS me');
       return row.me;
