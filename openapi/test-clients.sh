@@ -14,7 +14,8 @@
 #                    its Node tests pass: live queries, reconnect and resume, errors
 #                    (some start servers of their own from the same binary)
 #   6. chat-example  examples/chat in two headless Chromium contexts: a message and
-#                    the typing indicator go from one user to the other
+#                    the typing indicator go from one user to the other, also
+#                    across a cut connection and KILL LIVE QUERY
 #   7. fuzz          schemathesis against /api/openapi.json: no 5xx, no response
 #                    outside the documented schema; /health still answers afterwards
 #
