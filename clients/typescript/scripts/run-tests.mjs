@@ -19,6 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const FILE_TIMEOUT_MS = 300_000;
 const buildDir = join(root, 'build');
 const names = process.argv.slice(2);
 const files = readdirSync(buildDir)
@@ -78,7 +79,15 @@ for (const file of files) {
       env,
       stdio: 'inherit',
     });
-    child.once('exit', (status, signal) => done(signal ? 1 : status));
+    // A test file that never ends (a leaked timer or socket keeps Node alive) fails.
+    const timer = setTimeout(() => {
+      console.log(`${file} did not finish within ${FILE_TIMEOUT_MS / 1000} s: stopping it`);
+      child.kill('SIGKILL');
+    }, FILE_TIMEOUT_MS);
+    child.once('exit', (status, signal) => {
+      clearTimeout(timer);
+      done(signal ? 1 : status);
+    });
   });
   if (code !== 0) failed += 1;
   console.log(`--- ${code === 0 ? 'PASS' : 'FAIL'} ${file}`);

@@ -386,9 +386,14 @@ export class LiveConnection {
     this.everConnected = true;
     this.needRefresh = false;
     this.authRejections = 0;
+    const gen = this.generation;
     this.setState('live');
+    // onStateChange may have closed the client, or dropped this socket.
+    if (gen !== this.generation || this.closed) return;
     this.startHeartbeat();
-    this.sendSubscribes([...this.subs].filter((sub) => !sub.ended && sub.resubscribeTimer === undefined));
+    const subs = [...this.subs].filter((sub) => !sub.ended && sub.resubscribeTimer === undefined);
+    if (subs.length === 0) this.attempt = 0;
+    this.sendSubscribes(subs);
   }
 
   private startHeartbeat(): void {
@@ -417,7 +422,10 @@ export class LiveConnection {
   private sendSubscribes(subs: SubscriptionImpl<any>[]): void {
     if (subs.length === 0) return;
     const covered: Array<[SubscriptionImpl<any>, Incarnation]> = [];
+    const gen = this.generation;
     for (const sub of subs) {
+      // A handler (onState) may have ended it, or closed the client.
+      if (sub.ended || gen !== this.generation) continue;
       sub.incarnations += 1;
       const inc: Incarnation = {
         wireId: `${sub.id}.${sub.incarnations}`,
@@ -440,6 +448,7 @@ export class LiveConnection {
       sub.setState(sub.everLive ? 'reconnecting' : 'connecting');
       covered.push([sub, inc]);
     }
+    if (covered.length === 0 || gen !== this.generation) return;
     this.pendingPings.push(covered);
     this.send({ type: 'ping' });
   }

@@ -426,3 +426,32 @@ test('liveRows whose key is not in the column list ends with a typed error inste
   assert.equal(client.connectionState, 'live', 'the connection stays');
   client.close();
 });
+
+test('handlers may close the client or unsubscribe from inside a callback', async () => {
+  const table = await itemsTable('reentrant');
+  const closing = new KalamClient({
+    url,
+    token: (await new KalamClient({ url }).login(user, 'pw')).access_token,
+    onStateChange: (state) => {
+      if (state === 'live') closing.close();
+    },
+  });
+  const ends: string[] = [];
+  closing.subscribe(watchSql(table), {}, { onEnd: (info) => ends.push(info.reason) });
+  await waitFor(() => closing.connectionState === 'closed', 'the client to close itself');
+  assert.deepEqual(ends, ['closed']);
+
+  const client = await loggedIn(url, user, 'pw');
+  await client.sql(`INSERT INTO ${table} (id, v, tag) VALUES (1, 1, 'in'), (2, 2, 'in')`);
+  const seen: string[] = [];
+  const sub = client.subscribe<Item>(watchSql(table), { batchSize: 1 }, {
+    onInitialData: (rows) => {
+      seen.push(...rows.map((r) => r.id));
+      sub.unsubscribe(); // after the first batch
+    },
+  });
+  await waitFor(() => sub.state === 'closed', 'the unsubscribe');
+  await sleep(100);
+  assert.deepEqual(seen, ['1'], 'nothing after unsubscribe()');
+  client.close();
+});
