@@ -10,11 +10,18 @@ export interface LiveRowsOptions<R extends Row = Row> extends SubscribeOptions {
   key: string | ((row: R) => string);
   /** Keeps `rows` sorted; otherwise rows keep the order they arrived in (initial rows in the query's `ORDER BY`). */
   sort?: (a: R, b: R) => number;
+  /**
+   * Rows to start from, with `fromSeq`: e.g. the `rows` and
+   * `subscription.lastSeq` an earlier view saved (a page reload, an app
+   * restart). The view then resumes instead of loading a snapshot; if the
+   * server cannot resume that far back (`RESUME_TOO_OLD`) it resets and loads one.
+   */
+  rows?: readonly R[];
 }
 
 /** What changed; the listener gets it with the new rows. */
 export type LiveRowsEvent<R extends Row = Row> =
-  /** A full snapshot replaced the rows (the first one, or after a reset). */
+  /** The rows are complete: a full snapshot replaced them (the first one, or after a reset), or a view started from saved `rows` caught up. */
   | { type: 'snapshot' }
   /** Rows that changed while the connection was down, applied by key. */
   | { type: 'resync'; rows: R[] }
@@ -60,11 +67,23 @@ export class LiveRows<R extends Row = Row> {
             }
             return String(value);
           };
+    if (options.rows && options.fromSeq === undefined) {
+      throw new KalamError('INVALID_INPUT', 'liveRows: rows to start from need the fromSeq they are current at');
+    }
+    for (const row of options.rows ?? []) this.map.set(this.keyOf(row), row);
     this.subscription = client.subscribe<R>(sql, options, {
       onInitialData: (rows, info) => this.guard(() => this.initial(rows, info)),
       onChange: (change) => this.guard(() => this.apply(change)),
       onReset: (error) => this.emit({ type: 'reset', error }),
-      onState: (state) => this.emit({ type: 'state', state }),
+      onState: (state) => {
+        if (state === 'live' && !this.loaded) {
+          // Started with fromSeq: the first resume makes the view current.
+          this.loaded = true;
+          this.emit({ type: 'snapshot' });
+          this.settle();
+        }
+        this.emit({ type: 'state', state });
+      },
       onError: (error) => {
         this.failure = error;
       },

@@ -482,8 +482,9 @@ export class LiveConnection {
       inc.phaseDone = true;
       sub.cursor = inc.baseSeq;
       sub.resumeDeletesSeen.clear();
+      sub.setState('live');
     }
-    sub.setState('live');
+    // A resume is `live` once its deletes are in too (pong, or a live change).
   }
 
   private change(message: ServerMessageOf<'change'>): void {
@@ -505,8 +506,11 @@ export class LiveConnection {
         return;
       }
       if (!inc.phaseDone) {
+        // A live change: the resume before it is complete.
         inc.phaseDone = true;
         sub.resumeDeletesSeen.clear();
+        sub.setState('live');
+        if (sub.inc !== inc) return; // onState ended it
       }
       sub.cursor = seq;
     }
@@ -527,6 +531,7 @@ export class LiveConnection {
       inc.phaseDone = true;
       if (inc.baseSeq !== null && (sub.cursor === null || inc.baseSeq > sub.cursor)) sub.cursor = inc.baseSeq;
       sub.resumeDeletesSeen.clear();
+      sub.setState('live');
     }
     if (covered.length > 0 && covered.every(([sub, inc]) => sub.inc !== inc || inc.phaseDone)) {
       // Every subscription is back: the next failure starts the backoff over.

@@ -17,7 +17,8 @@ export type SqlParam = string | number | boolean | null;
  * State of the live-query connection, and of each subscription:
  *
  * - `connecting`: first connection (or first subscribe) under way;
- * - `live`: authenticated (a subscription: its initial rows are complete and changes flow);
+ * - `live`: authenticated (a subscription: its initial rows are complete — after a resume,
+ *   the deletes that follow them too — and changes flow);
  * - `reconnecting`: the connection was lost (or the subscription was killed) and the
  *   client is waiting for its backoff delay or connecting again; subscriptions resume
  *   where they stopped;

@@ -455,3 +455,26 @@ test('handlers may close the client or unsubscribe from inside a callback', asyn
   assert.deepEqual(seen, ['1'], 'nothing after unsubscribe()');
   client.close();
 });
+
+test('liveRows started from saved rows and lastSeq catches up without a snapshot', async () => {
+  const table = await itemsTable('saved');
+  const client = await loggedIn(url, user, 'pw');
+  await client.sql(`INSERT INTO ${table} (id, v, tag) VALUES (1, 1, 'in'), (2, 2, 'in'), (3, 3, 'in')`);
+  const first = client.liveRows<Item>(watchSql(table), { key: 'id' });
+  await first.whenReady();
+  const saved = { rows: [...first.rows], lastSeq: first.subscription.lastSeq! };
+  first.close();
+  await client.sql(`INSERT INTO ${table} (id, v, tag) VALUES (4, 4, 'in')`);
+  await client.sql(`UPDATE ${table} SET v = 20 WHERE id = 2`);
+  await client.sql(`UPDATE ${table} SET tag = 'out' WHERE id = 3`);
+  await client.sql(`DELETE FROM ${table} WHERE id = 1`);
+  const events: string[] = [];
+  const second = client.liveRows<Item>(watchSql(table), { key: 'id', fromSeq: saved.lastSeq, rows: saved.rows });
+  second.onChange((_rows, event) => events.push(event.type === 'delete' ? `delete${event.resumed ? ' (resumed)' : ''}` : event.type));
+  await second.whenReady();
+  assert.deepEqual(byId(second.rows), await client.query<Item>(selectSql(table)));
+  assert.deepEqual(events.filter((e) => e !== 'state'), ['resync', 'delete (resumed)', 'delete (resumed)', 'snapshot']);
+  assert.throws(() => client.liveRows(watchSql(table), { key: 'id', rows: [] }), (e: unknown) => isKalamError(e, 'INVALID_INPUT'));
+  assert.throws(() => client.subscribe(watchSql(table), { fromSeq: 'yesterday' }), (e: unknown) => isKalamError(e, 'INVALID_INPUT'));
+  client.close();
+});
