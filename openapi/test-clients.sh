@@ -3,15 +3,23 @@
 # server. Installs what it needs (Debian's chromium, a Python venv under
 # target/, the npm packages pinned in openapi/package-lock.json), starts
 # target/debug/kalamdb-server on a free port with a temporary data directory,
-# runs five checks and stops the server again, also on failure:
+# runs seven checks and stops the server again, also on failure:
 #
-#   1. spec        the document validates (openapi-spec-validator) and meets the
-#                  quality rules of openapi/tests/check_spec.py; the server serves it
-#   2. python-sdk  openapi-python-client generates a client; a round trip with it
-#   3. ts-sdk      @hey-api/openapi-ts generates a client; tsc; a round trip in Node
-#   4. swagger-ui  headless Chromium authorizes and runs POST /api/sql in Swagger UI
-#   5. fuzz        schemathesis against /api/openapi.json: no 5xx, no response
-#                  outside the documented schema; /health still answers afterwards
+#   1. spec          the document validates (openapi-spec-validator) and meets the
+#                    quality rules of openapi/tests/check_spec.py; the server serves it
+#   2. python-sdk    openapi-python-client generates a client; a round trip with it
+#   3. ts-sdk        @hey-api/openapi-ts generates a client; tsc; a round trip in Node
+#   4. swagger-ui    headless Chromium authorizes and runs POST /api/sql in Swagger UI
+#   5. ts-client     clients/typescript (@kalamdb/client) builds from the document and
+#                    its Node tests pass: live queries, reconnect and resume, errors
+#                    (some start servers of their own from the same binary)
+#   6. chat-example  examples/chat in two headless Chromium contexts: a message and
+#                    the typing indicator go from one user to the other, also
+#                    across a cut connection and KILL LIVE QUERY
+#   7. fuzz          schemathesis against /api/openapi.json: no 5xx, no response
+#                    outside the documented schema; /health still answers afterwards
+#
+#   openapi/test-clients.sh [CHECK…]     # only these, e.g. `ts-client chat-example`
 #
 # Output (generated SDKs, screenshots, reports, server log): target/client-tests/.
 # Exits non-zero when any check fails; the last lines are the time taken and
@@ -23,6 +31,8 @@
 #   KALAMDB_FUZZ_SEED       fixed schemathesis seed (default: random, printed)
 #   KALAMDB_FUZZ_ARGS       more schemathesis options, e.g. --baseline-update
 #   KALAMDB_SERVER_BIN      server binary (default target/debug/kalamdb-server)
+#   KALAMDB_CLIENT_CHECKS   the checks to run, separated by spaces (as the arguments)
+#   KALAMDB_TEST_SEED       seed of the ts-client workloads (default: random, printed)
 set -uo pipefail
 # Job control: each check runs as a background job in its own process group,
 # so an interrupt can stop it (and whatever it started) at once.
@@ -35,8 +45,22 @@ OUT=$ROOT/target/client-tests
 VENV=$ROOT/target/openapi-venv
 NODE_DIR=$ROOT/openapi
 SERVER_BIN=${KALAMDB_SERVER_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/kalamdb-server}
+TS_CLIENT_DIR=$ROOT/clients/typescript
 FUZZ_EXAMPLES=${KALAMDB_FUZZ_EXAMPLES:-2000}
-CHECKS=(spec python-sdk ts-sdk swagger-ui fuzz)
+ALL_CHECKS=(spec python-sdk ts-sdk swagger-ui ts-client chat-example fuzz)
+if [ $# -gt 0 ]; then
+    CHECKS=("$@")
+elif [ -n "${KALAMDB_CLIENT_CHECKS:-}" ]; then
+    read -r -a CHECKS <<<"$KALAMDB_CLIENT_CHECKS"
+else
+    CHECKS=("${ALL_CHECKS[@]}")
+fi
+for name in "${CHECKS[@]}"; do
+    if [[ " ${ALL_CHECKS[*]} " != *" $name "* ]]; then
+        echo "unknown check $name; the checks are: ${ALL_CHECKS[*]}" >&2
+        exit 2
+    fi
+done
 
 say() { printf '\n==> %s\n' "$*"; }
 die() {
@@ -102,7 +126,13 @@ install_tools() {
         (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
         echo "$want" >"$NODE_DIR/node_modules/.lock.sha256"
     fi
-    echo "node: $(node --version), npm packages from openapi/package-lock.json"
+    want=$(hash_of clients/typescript/package-lock.json)
+    if [ "$(cat "$TS_CLIENT_DIR/node_modules/.lock.sha256" 2>/dev/null)" != "$want" ]; then
+        echo "npm ci in clients/typescript/"
+        (cd "$TS_CLIENT_DIR" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
+        echo "$want" >"$TS_CLIENT_DIR/node_modules/.lock.sha256"
+    fi
+    echo "node: $(node --version), npm packages from openapi/package-lock.json and clients/typescript/package-lock.json"
 }
 
 # ------------------------------------------------------------------ server
@@ -196,6 +226,30 @@ check_swagger_ui() {
     node openapi/tests/swagger_ui.mjs "$BASE_URL" "$TOKEN" "$OUT"
 }
 
+# Generates the wire types from openapi/openapi.json and compiles the client (dist/).
+build_ts_client() {
+    (cd "$TS_CLIENT_DIR" && npm run --silent build) || return 1
+}
+
+check_ts_client() {
+    build_ts_client || return 1
+    (cd "$TS_CLIENT_DIR" && npm run --silent build:test) || return 1
+    echo "built @kalamdb/client with tsc $("$TS_CLIENT_DIR/node_modules/.bin/tsc" --version | cut -d' ' -f2)"
+    KALAMDB_URL=$BASE_URL KALAMDB_ROOT_PASSWORD=$ROOT_PASSWORD KALAMDB_SERVER_BIN=$SERVER_BIN \
+        node "$TS_CLIENT_DIR/scripts/run-tests.mjs" || return 1
+    if grep -aq 'panicked' "$OUT/server.log"; then
+        echo "the server panicked during the client's tests:"
+        grep -a -A3 'panicked' "$OUT/server.log" | head -n 40
+        return 1
+    fi
+}
+
+check_chat_example() {
+    build_ts_client || return 1
+    rm -f "$OUT"/chat-*.png
+    node openapi/tests/chat_example.mjs "$BASE_URL" "$ROOT_PASSWORD" "$OUT"
+}
+
 check_fuzz() {
     local reports=$OUT/schemathesis seed=() status
     rm -rf "$reports"
@@ -247,6 +301,8 @@ for name in "${CHECKS[@]}"; do
         python-sdk) check_python_sdk ;;
         ts-sdk) check_ts_sdk ;;
         swagger-ui) check_swagger_ui ;;
+        ts-client) check_ts_client ;;
+        chat-example) check_chat_example ;;
         fuzz) check_fuzz ;;
     esac &
     CHECK_PID=$!
