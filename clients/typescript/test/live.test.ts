@@ -276,20 +276,35 @@ test('a half-open connection is noticed by the heartbeat, and the subscription r
   const table = await itemsTable('halfopen');
   const proxy = new TcpProxy(serverPort);
   await proxy.start();
-  const client = await loggedIn(proxy.url, user, 'pw', { heartbeat: { intervalMs: 200, timeoutMs: 400 } });
+  // Counted, not polled: with the tests' 50 ms backoff the client may be
+  // reconnecting for less time than one poll of waitFor.
+  let reconnects = 0;
+  const client = await loggedIn(proxy.url, user, 'pw', {
+    heartbeat: { intervalMs: 200, timeoutMs: 400 },
+    onStateChange: (state) => {
+      if (state === 'reconnecting') reconnects += 1;
+    },
+  });
   const writer = await loggedIn(url, user, 'pw');
-  const view = client.liveRows<Item>(watchSql(table), { key: 'id' });
-  await view.whenReady();
-  assert.equal(proxy.blackholeCurrent(), 1);
-  for (let i = 1; i <= 10; i += 1) await writer.sql(`INSERT INTO ${table} (id, v, tag) VALUES ($1, $1, 'in')`, [String(i)]);
-  await waitFor(() => view.state === 'reconnecting', 'the heartbeat to notice');
-  await waitFor(() => view.state === 'live', 'the resume');
-  const expected = await writer.query<Item>(selectSql(table));
-  await waitFor(() => JSON.stringify(byId(view.rows)) === JSON.stringify(expected), 'the view to match SELECT');
-  assert.equal(view.size, 10);
-  client.close();
-  writer.close();
-  await proxy.stop();
+  try {
+    const view = client.liveRows<Item>(watchSql(table), { key: 'id' });
+    await view.whenReady();
+    // The ping sent behind the subscribe must be answered first: while it
+    // is pending the heartbeat is patient for as long as a subscribe may
+    // take (70 s), longer than this test waits.
+    await sleep(500);
+    assert.equal(proxy.blackholeCurrent(), 1);
+    for (let i = 1; i <= 10; i += 1) await writer.sql(`INSERT INTO ${table} (id, v, tag) VALUES ($1, $1, 'in')`, [String(i)]);
+    await waitFor(() => reconnects > 0, 'the heartbeat to notice');
+    await waitFor(() => view.state === 'live', 'the resume');
+    const expected = await writer.query<Item>(selectSql(table));
+    await waitFor(() => JSON.stringify(byId(view.rows)) === JSON.stringify(expected), 'the view to match SELECT');
+    assert.equal(view.size, 10);
+  } finally {
+    client.close();
+    writer.close();
+    await proxy.stop();
+  }
 });
 
 test('subscriptions the server ends are surfaced: schema_changed, table_dropped, killed without resubscribe', async () => {
