@@ -348,7 +348,9 @@ impl LiveRouter {
             Some(list) => list.clone(),
             None => return,
         };
-        // Events of one shape, computed for its first subscription.
+        // Events of one shape, computed for its first subscription (kept
+        // only when another subscription may share them).
+        let shared = subscriptions.len() > 1;
         let mut by_shape: HashMap<String, Vec<ChangeEvent>> = HashMap::new();
         for mut subscription in subscriptions {
             if subscription.overflowed.load(Ordering::Relaxed) {
@@ -371,7 +373,9 @@ impl LiveRouter {
             let events = match by_shape.get(&subscription.shape) {
                 Some(events) => Ok(events.clone()),
                 None => events_for(&subscription, changes).inspect(|events| {
-                    by_shape.insert(subscription.shape.clone(), events.clone());
+                    if shared {
+                        by_shape.insert(subscription.shape.clone(), events.clone());
+                    }
                 }),
             };
             match events {

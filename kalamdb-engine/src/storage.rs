@@ -27,20 +27,12 @@ impl Snapshot<'_> {
         prefix: &[u8],
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<()>,
     ) -> Result<()> {
-        let handle = self.storage.cf(cf)?;
         let mut options = rocksdb::ReadOptions::default();
         options.set_snapshot(&self.snapshot);
-        let mut iter = self.storage.db.raw_iterator_cf_opt(&handle, options);
-        iter.seek(prefix);
-        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-            if !key.starts_with(prefix) {
-                break;
-            }
+        self.storage.walk_prefix(cf, prefix, options, |key, value| {
             visit(key, value)?;
-            iter.next();
-        }
-        iter.status()?;
-        Ok(())
+            Ok(true)
+        })
     }
 
     /// Every key/value pair starting with `prefix`, as of the snapshot.
@@ -169,21 +161,37 @@ impl Storage {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let handle = self.cf(cf)?;
         let mut out = Vec::new();
-        let mut iter = self.db.raw_iterator_cf(&handle);
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.walk_prefix(cf, prefix, rocksdb::ReadOptions::default(), |key, value| {
+            out.push((key.to_vec(), value.to_vec()));
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Visits the pairs whose key starts with `prefix`, in key order, while
+    /// `visit` returns true.
+    fn walk_prefix(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        options: rocksdb::ReadOptions,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let handle = self.cf(cf)?;
+        let mut iter = self.db.raw_iterator_cf_opt(&handle, options);
         iter.seek(prefix);
-        while out.len() < limit
-            && let (Some(key), Some(value)) = (iter.key(), iter.value())
-        {
-            if !key.starts_with(prefix) {
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            if !key.starts_with(prefix) || !visit(key, value)? {
                 break;
             }
-            out.push((key.to_vec(), value.to_vec()));
             iter.next();
         }
         iter.status()?;
-        Ok(out)
+        Ok(())
     }
 
     /// Visits a column family in key order; `visit` says where to go next.

@@ -18,6 +18,7 @@ import { mkdir } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { TIMEOUT, check, executablePath, failureCount } from './browser_check.mjs';
 import { KalamClient } from '../../clients/typescript/dist/index.js';
 import { setupChat, demo } from '../../examples/chat/setup.mjs';
 import { startChatServer } from '../../examples/chat/server.mjs';
@@ -26,14 +27,6 @@ const [baseUrl, rootPassword, outDir] = process.argv.slice(2);
 if (!baseUrl || !rootPassword || !outDir) {
   console.error('usage: node chat_example.mjs BASE_URL ROOT_PASSWORD OUT_DIR');
   process.exit(2);
-}
-const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const TIMEOUT = 30_000;
-
-let failures = 0;
-function check(condition, what) {
-  console.log(`${condition ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!condition) failures += 1;
 }
 
 // The pages reach KalamDB through this proxy, so that the test can cut
@@ -198,5 +191,5 @@ try {
   proxy.close();
 }
 
-console.log(failures === 0 ? 'chat example: all checks passed' : `chat example: ${failures} check(s) failed`);
-process.exit(failures === 0 ? 0 : 1);
+console.log(failureCount() === 0 ? 'chat example: all checks passed' : `chat example: ${failureCount()} check(s) failed`);
+process.exit(failureCount() === 0 ? 0 : 1);

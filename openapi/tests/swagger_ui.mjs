@@ -12,19 +12,12 @@ import { mkdtemp, rm, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { TIMEOUT, check, executablePath, failureCount } from './browser_check.mjs';
 
 const [baseUrl, token, outDir] = process.argv.slice(2);
 if (!baseUrl || !token || !outDir) {
   console.error('usage: node swagger_ui.mjs BASE_URL TOKEN OUT_DIR');
   process.exit(2);
-}
-const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const TIMEOUT = 30_000;
-
-let failures = 0;
-function check(condition, what) {
-  console.log(`${condition ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!condition) failures += 1;
 }
 
 await mkdir(outDir, { recursive: true });
@@ -120,5 +113,5 @@ try {
   await rm(profile, { recursive: true, force: true });
 }
 
-console.log(`Swagger UI: ${failures} failure(s)`);
-process.exit(failures === 0 ? 0 : 1);
+console.log(`Swagger UI: ${failureCount()} failure(s)`);
+process.exit(failureCount() === 0 ? 0 : 1);

@@ -17,6 +17,13 @@ use serde_json::{Value, json};
 /// Password of `root` in servers started by [`TestServer::start`].
 pub const ROOT_PASSWORD: &str = "test-root-password";
 
+/// Server settings for tests that flush and compact only when they say so.
+pub const MANUAL_ONLY: [(&str, &str); 3] = [
+    ("KALAMDB_FLUSH_ROWS", "0"),
+    ("KALAMDB_FLUSH_INTERVAL_SECS", "0"),
+    ("KALAMDB_COMPACT_MIN_FILES", "0"),
+];
+
 pub struct TestServer {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`

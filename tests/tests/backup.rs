@@ -10,14 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kalamdb_tests::{TestServer, parquet_files};
+use kalamdb_tests::{MANUAL_ONLY, TestServer, parquet_files};
 use serde_json::Value;
-
-const MANUAL_ONLY: [(&str, &str); 3] = [
-    ("KALAMDB_FLUSH_ROWS", "0"),
-    ("KALAMDB_FLUSH_INTERVAL_SECS", "0"),
-    ("KALAMDB_COMPACT_MIN_FILES", "0"),
-];
 
 const SETUP: &str = "CREATE NAMESPACE app;
      CREATE USER 'alice' WITH PASSWORD 'pw-a' ROLE user;

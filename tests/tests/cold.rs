@@ -9,15 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kalamdb_tests::{TestServer, parquet_files};
+use kalamdb_tests::{MANUAL_ONLY, TestServer, parquet_files};
 use serde_json::{Value, json};
-
-/// Only manual flushes unless a test asks otherwise.
-const MANUAL_ONLY: [(&str, &str); 3] = [
-    ("KALAMDB_FLUSH_ROWS", "0"),
-    ("KALAMDB_FLUSH_INTERVAL_SECS", "0"),
-    ("KALAMDB_COMPACT_MIN_FILES", "0"),
-];
 
 fn message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap_or("")

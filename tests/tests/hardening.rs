@@ -25,16 +25,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kalamdb_tests::ws::{Socket, connect, next, quiet, send, try_connect};
-use kalamdb_tests::{TestServer, parquet_files};
+use kalamdb_tests::{MANUAL_ONLY, TestServer, parquet_files};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-/// Only manual flushes unless a test asks otherwise.
-const MANUAL_ONLY: [(&str, &str); 3] = [
-    ("KALAMDB_FLUSH_ROWS", "0"),
-    ("KALAMDB_FLUSH_INTERVAL_SECS", "0"),
-    ("KALAMDB_COMPACT_MIN_FILES", "0"),
-];
 
 const DEPTH_VAR: &str = "KALAMDB_MAX_EXPRESSION_DEPTH";
 
