@@ -178,7 +178,7 @@ async fn flush(engine: &Engine, table: &str) -> Flushed {
     let root = Caller::internal();
     let started = Instant::now();
     let results = exec(engine, &root, format!("FLUSH TABLE bench.{table}")).await;
-    let job_id = cell(&results[0].rows[0], "job_id");
+    let job_id = cell(&results[0].json_rows().unwrap()[0], "job_id");
     loop {
         let results = exec(
             engine,
@@ -188,7 +188,7 @@ async fn flush(engine: &Engine, table: &str) -> Flushed {
             ),
         )
         .await;
-        let row = &results[0].rows[0];
+        let row = &results[0].json_rows().unwrap()[0];
         match cell(row, "status").as_str() {
             "completed" => {
                 let wall = started.elapsed();
@@ -317,11 +317,15 @@ async fn range_bench(
         let results = exec(engine, alice, sql.clone()).await;
         let elapsed = started.elapsed();
         if aggregate {
-            let row = &results[0].rows[0];
+            let row = &results[0].json_rows().unwrap()[0];
             assert_eq!(cell(row, "c"), expected.range_rows.to_string(), "{tier}");
             assert_eq!(cell(row, "s"), expected.range_sum.to_string(), "{tier}");
         } else {
-            assert_eq!(results[0].rows.len() as u64, expected.range_rows, "{tier}");
+            assert_eq!(
+                results[0].json_rows().unwrap().len() as u64,
+                expected.range_rows,
+                "{tier}"
+            );
         }
         if i >= 2 {
             samples.push(elapsed);
@@ -357,7 +361,7 @@ fn query_bench(
         )
         .await;
         assert_eq!(
-            cell(&count[0].rows[0], "c"),
+            cell(&count[0].json_rows().unwrap()[0], "c"),
             total.to_string(),
             "{tier}: row count"
         );
@@ -379,8 +383,11 @@ fn query_bench(
             let started = Instant::now();
             let results = exec(engine, &alice, sql).await;
             samples.push(started.elapsed());
-            assert_eq!(results[0].rows.len(), 1, "{tier}: id {id}");
-            assert_eq!(cell(&results[0].rows[0], "id"), id.to_string());
+            assert_eq!(results[0].json_rows().unwrap().len(), 1, "{tier}: id {id}");
+            assert_eq!(
+                cell(&results[0].json_rows().unwrap()[0], "id"),
+                id.to_string()
+            );
         }
         let point = Stats::of(samples);
         println!(
@@ -405,7 +412,7 @@ fn query_bench(
             ] {
                 let results = exec(engine, &alice, format!("EXPLAIN ANALYZE {sql}")).await;
                 println!("--- {tier}: EXPLAIN ANALYZE {sql}");
-                for row in &results[0].rows {
+                for row in &results[0].json_rows().unwrap() {
                     for value in row.values() {
                         if let Value::String(s) = value {
                             println!("{s}");

@@ -2,11 +2,12 @@
 //! strings, other numbers and booleans as JSON numbers/booleans, timestamps
 //! as RFC 3339 UTC with microseconds, NULL as null.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type,
-    Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    ArrowPrimitiveType, DataType, Date32Type, Date64Type, Float16Type, Float32Type, Float64Type,
+    Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde_json::{Map, Value};
@@ -40,155 +41,252 @@ pub(crate) fn sql_type_name(data_type: &DataType) -> String {
     }
 }
 
-/// All rows of `batches` as JSON objects.
+/// All rows of `batches` as JSON objects (parsed from [`write_rows`], so
+/// both forms carry the same values).
 pub(crate) fn batches_to_rows(batches: &[RecordBatch]) -> Result<Vec<JsonRow>> {
-    let mut rows = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
-    for batch in batches {
+    let mut text = Vec::new();
+    write_rows(batches, &mut text)?;
+    serde_json::from_slice(&text)
+        .map_err(|e| EngineError::Internal(format!("cannot read encoded rows: {e}")))
+}
+
+/// Writes the rows of `batches` to `out` as a JSON array of objects keyed
+/// by column name, in column order, straight from the Arrow arrays: the
+/// text serde_json would write for [`batches_to_rows`], without building a
+/// map per row.
+pub(crate) fn write_rows(batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<()> {
+    out.push(b'[');
+    let mut first = true;
+    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
         let schema = batch.schema();
-        // Each cell is moved into its row, not cloned.
-        let mut columns = batch
+        // `{"a":` for the first column, `,"b":` for the others.
+        let keys: Vec<Vec<u8>> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                let mut key = vec![if i == 0 { b'{' } else { b',' }];
+                write_str(field.name(), &mut key);
+                key.push(b':');
+                key
+            })
+            .collect();
+        let columns = batch
             .columns()
             .iter()
-            .map(|c| column_values(c).map(Vec::into_iter))
+            .map(|c| writer_for(c.as_ref()))
             .collect::<Result<Vec<_>>>()?;
-        for _ in 0..batch.num_rows() {
-            let mut row = Map::with_capacity(columns.len());
-            for (field, values) in schema.fields().iter().zip(columns.iter_mut()) {
-                row.insert(field.name().clone(), values.next().unwrap_or(Value::Null));
+        for row in 0..batch.num_rows() {
+            if !first {
+                out.push(b',');
             }
-            rows.push(row);
+            first = false;
+            if columns.is_empty() {
+                out.push(b'{');
+            }
+            for (key, (array, write)) in keys.iter().zip(&columns) {
+                out.extend_from_slice(key);
+                if array.is_null(row) {
+                    out.extend_from_slice(b"null");
+                } else {
+                    write(row, out);
+                }
+            }
+            out.push(b'}');
         }
     }
-    Ok(rows)
+    out.push(b']');
+    Ok(())
 }
 
-fn number<T: Into<serde_json::Number>>(v: T) -> Value {
-    Value::Number(v.into())
+/// Writes a column's non-null value at a row index.
+type CellWriter<'a> = Box<dyn Fn(usize, &mut Vec<u8>) + 'a>;
+
+fn primitive<'a, T: ArrowPrimitiveType>(
+    array: &'a dyn Array,
+    write: impl Fn(T::Native, &mut Vec<u8>) + 'a,
+) -> CellWriter<'a> {
+    let a = array.as_primitive::<T>();
+    Box::new(move |i, out| write(a.value(i), out))
 }
 
-fn float(v: f64) -> Value {
-    serde_json::Number::from_f64(v)
-        .map(Value::Number)
-        .unwrap_or_else(|| Value::String(v.to_string()))
+fn strings<'a, F>(get: F) -> CellWriter<'a>
+where
+    F: Fn(usize) -> &'a str + 'a,
+{
+    Box::new(move |i, out| write_str(get(i), out))
 }
 
-/// RFC 3339, UTC, microseconds.
-pub(crate) fn format_timestamp_micros(micros: i64) -> Value {
+fn integer<T: itoa::Integer>(v: T, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// 64-bit integers are strings (JavaScript numbers lose precision above 2^53).
+fn quoted_integer<T: itoa::Integer>(v: T, out: &mut Vec<u8>) {
+    out.push(b'"');
+    integer(v, out);
+    out.push(b'"');
+}
+
+/// As serde_json writes an `f64`; NaN and infinities (not JSON numbers) as
+/// strings.
+fn float(v: f64, out: &mut Vec<u8>) {
+    if v.is_finite() {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+    } else {
+        write_str(&v.to_string(), out);
+    }
+}
+
+fn writer_for(array: &dyn Array) -> Result<(&dyn Array, CellWriter<'_>)> {
+    let write: CellWriter<'_> = match array.data_type() {
+        DataType::Null => Box::new(|_, out| out.extend_from_slice(b"null")),
+        DataType::Boolean => {
+            let a = array.as_boolean();
+            Box::new(move |i, out| {
+                out.extend_from_slice(if a.value(i) { b"true" } else { b"false" })
+            })
+        }
+        DataType::Int8 => primitive::<Int8Type>(array, integer),
+        DataType::Int16 => primitive::<Int16Type>(array, integer),
+        DataType::Int32 => primitive::<Int32Type>(array, integer),
+        DataType::UInt8 => primitive::<UInt8Type>(array, integer),
+        DataType::UInt16 => primitive::<UInt16Type>(array, integer),
+        DataType::UInt32 => primitive::<UInt32Type>(array, integer),
+        DataType::Int64 => primitive::<Int64Type>(array, quoted_integer),
+        DataType::UInt64 => primitive::<UInt64Type>(array, quoted_integer),
+        DataType::Float16 => primitive::<Float16Type>(array, |v, out| float(v.to_f64(), out)),
+        DataType::Float32 => primitive::<Float32Type>(array, |v, out| float(v as f64, out)),
+        DataType::Float64 => primitive::<Float64Type>(array, float),
+        DataType::Utf8 => {
+            let a = array.as_string::<i32>();
+            strings(move |i| a.value(i))
+        }
+        DataType::LargeUtf8 => {
+            let a = array.as_string::<i64>();
+            strings(move |i| a.value(i))
+        }
+        DataType::Utf8View => {
+            let a = array.as_string_view();
+            strings(move |i| a.value(i))
+        }
+        DataType::Timestamp(unit, _) => match unit {
+            TimeUnit::Second => primitive::<TimestampSecondType>(array, |v, out| {
+                write_timestamp_micros(v.saturating_mul(1_000_000), out)
+            }),
+            TimeUnit::Millisecond => primitive::<TimestampMillisecondType>(array, |v, out| {
+                write_timestamp_micros(v.saturating_mul(1_000), out)
+            }),
+            TimeUnit::Microsecond => {
+                primitive::<TimestampMicrosecondType>(array, write_timestamp_micros)
+            }
+            TimeUnit::Nanosecond => primitive::<TimestampNanosecondType>(array, |v, out| {
+                write_timestamp_micros(v.div_euclid(1_000), out)
+            }),
+        },
+        DataType::Date32 => primitive::<Date32Type>(array, write_date_days),
+        DataType::Date64 => primitive::<Date64Type>(array, |v, out| {
+            write_date_days((v / 86_400_000) as i32, out)
+        }),
+        _ => {
+            let formatter = ArrayFormatter::try_new(array, &FormatOptions::default())
+                .map_err(|e| EngineError::Internal(format!("cannot format column: {e}")))?;
+            Box::new(move |i, out| write_str(&formatter.value(i).to_string(), out))
+        }
+    };
+    Ok((array, write))
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it: `"`, `\` and
+/// control characters only.
+pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn two_digits(v: u32, out: &mut Vec<u8>) {
+    out.push(b'0' + (v / 10 % 10) as u8);
+    out.push(b'0' + (v % 10) as u8);
+}
+
+/// `"YYYY-MM-DD` (no closing quote) for years 0–9999.
+fn write_ymd(t: &chrono::DateTime<chrono::Utc>, out: &mut Vec<u8>) {
+    use chrono::Datelike;
+    let year = t.year() as u32;
+    out.push(b'"');
+    two_digits(year / 100, out);
+    two_digits(year % 100, out);
+    out.push(b'-');
+    two_digits(t.month(), out);
+    out.push(b'-');
+    two_digits(t.day(), out);
+}
+
+/// RFC 3339, UTC, microseconds: `"2024-01-02T03:04:05.000006Z"`.
+pub(crate) fn write_timestamp_micros(micros: i64, out: &mut Vec<u8>) {
     use chrono::{Datelike, Timelike};
     match chrono::DateTime::from_timestamp_micros(micros) {
         // Years 0–9999 by hand: strftime-style formatting re-parses its
         // pattern for every value and dominated large results.
-        Some(t) if (0..=9999).contains(&t.year()) => Value::String(format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            micros.rem_euclid(1_000_000)
-        )),
-        Some(t) => Value::String(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
-        None => Value::Null,
-    }
-}
-
-fn format_date_days(days: i32) -> Value {
-    match chrono::DateTime::from_timestamp(days as i64 * 86_400, 0) {
-        Some(t) => Value::String(t.format("%Y-%m-%d").to_string()),
-        None => Value::Null,
-    }
-}
-
-macro_rules! map_primitive {
-    ($array:expr, $ty:ty, |$v:ident| $conv:expr) => {{
-        let a = $array.as_primitive::<$ty>();
-        (0..a.len())
-            .map(|i| {
-                if a.is_null(i) {
-                    Value::Null
-                } else {
-                    let $v = a.value(i);
-                    $conv
-                }
-            })
-            .collect()
-    }};
-}
-
-fn column_values(array: &ArrayRef) -> Result<Vec<Value>> {
-    let values = match array.data_type() {
-        DataType::Null => vec![Value::Null; array.len()],
-        DataType::Boolean => {
-            let a = array.as_boolean();
-            (0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        Value::Null
-                    } else {
-                        Value::Bool(a.value(i))
-                    }
-                })
-                .collect()
-        }
-        DataType::Int8 => map_primitive!(array, Int8Type, |v| number(v)),
-        DataType::Int16 => map_primitive!(array, Int16Type, |v| number(v)),
-        DataType::Int32 => map_primitive!(array, Int32Type, |v| number(v)),
-        DataType::UInt8 => map_primitive!(array, UInt8Type, |v| number(v)),
-        DataType::UInt16 => map_primitive!(array, UInt16Type, |v| number(v)),
-        DataType::UInt32 => map_primitive!(array, UInt32Type, |v| number(v)),
-        DataType::Int64 => map_primitive!(array, Int64Type, |v| Value::String(v.to_string())),
-        DataType::UInt64 => map_primitive!(array, UInt64Type, |v| Value::String(v.to_string())),
-        DataType::Float16 => map_primitive!(array, Float16Type, |v| float(v.to_f64())),
-        DataType::Float32 => map_primitive!(array, Float32Type, |v| float(v as f64)),
-        DataType::Float64 => map_primitive!(array, Float64Type, |v| float(v)),
-        DataType::Utf8 => strings(array.as_string::<i32>().iter()),
-        DataType::LargeUtf8 => strings(array.as_string::<i64>().iter()),
-        DataType::Utf8View => strings(array.as_string_view().iter()),
-        DataType::Timestamp(unit, _) => match unit {
-            TimeUnit::Second => map_primitive!(array, TimestampSecondType, |v| {
-                format_timestamp_micros(v.saturating_mul(1_000_000))
-            }),
-            TimeUnit::Millisecond => map_primitive!(array, TimestampMillisecondType, |v| {
-                format_timestamp_micros(v.saturating_mul(1_000))
-            }),
-            TimeUnit::Microsecond => {
-                map_primitive!(
-                    array,
-                    TimestampMicrosecondType,
-                    |v| format_timestamp_micros(v)
-                )
+        Some(t) if (0..=9999).contains(&t.year()) => {
+            write_ymd(&t, out);
+            out.push(b'T');
+            two_digits(t.hour(), out);
+            out.push(b':');
+            two_digits(t.minute(), out);
+            out.push(b':');
+            two_digits(t.second(), out);
+            out.push(b'.');
+            let fraction = micros.rem_euclid(1_000_000) as u32;
+            for div in [100_000, 10_000, 1_000, 100, 10, 1] {
+                out.push(b'0' + (fraction / div % 10) as u8);
             }
-            TimeUnit::Nanosecond => map_primitive!(array, TimestampNanosecondType, |v| {
-                format_timestamp_micros(v.div_euclid(1_000))
-            }),
-        },
-        DataType::Date32 => map_primitive!(array, Date32Type, |v| format_date_days(v)),
-        DataType::Date64 => {
-            map_primitive!(array, Date64Type, |v| format_date_days(
-                (v / 86_400_000) as i32
-            ))
+            out.extend_from_slice(b"Z\"");
         }
-        _ => {
-            let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())
-                .map_err(|e| EngineError::Internal(format!("cannot format column: {e}")))?;
-            (0..array.len())
-                .map(|i| {
-                    if array.is_null(i) {
-                        Value::Null
-                    } else {
-                        Value::String(formatter.value(i).to_string())
-                    }
-                })
-                .collect()
-        }
-    };
-    Ok(values)
+        Some(t) => write_str(&t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(), out),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
-fn strings<'a>(iter: impl Iterator<Item = Option<&'a str>>) -> Vec<Value> {
-    iter.map(|v| v.map_or(Value::Null, |s| Value::String(s.to_string())))
-        .collect()
+/// `"YYYY-MM-DD"`.
+fn write_date_days(days: i32, out: &mut Vec<u8>) {
+    use chrono::Datelike;
+    match chrono::DateTime::from_timestamp(days as i64 * 86_400, 0) {
+        Some(t) if (0..=9999).contains(&t.year()) => {
+            write_ymd(&t, out);
+            out.push(b'"');
+        }
+        Some(t) => write_str(&t.format("%Y-%m-%d").to_string(), out),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 #[cfg(test)]
@@ -259,7 +357,84 @@ mod tests {
                 .unwrap()
                 .format("%Y-%m-%dT%H:%M:%S%.6fZ")
                 .to_string();
-            assert_eq!(format_timestamp_micros(micros), Value::String(expected));
+            let mut out = Vec::new();
+            write_timestamp_micros(micros, &mut out);
+            assert_eq!(out, serde_json::to_vec(&expected).unwrap(), "{micros}");
         }
+        for days in [0, -1, 19_000, 2_932_896, 2_932_897, -719_528] {
+            let expected = chrono::DateTime::from_timestamp(days as i64 * 86_400, 0)
+                .unwrap()
+                .format("%Y-%m-%d")
+                .to_string();
+            let mut out = Vec::new();
+            write_date_days(days, &mut out);
+            assert_eq!(out, serde_json::to_vec(&expected).unwrap(), "{days}");
+        }
+    }
+
+    /// Strings and floats are written exactly as serde_json writes them.
+    #[test]
+    fn text_matches_serde_json() {
+        let mut every_ascii: String = (0u8..128).map(char::from).collect();
+        every_ascii.push_str("é 漢 😀 \u{2028}");
+        for s in [every_ascii.as_str(), "", "plain", "\"\\", "end\n"] {
+            let mut out = Vec::new();
+            write_str(s, &mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            1.5,
+            0.1,
+            1e21,
+            1e-7,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            123456.789,
+        ] {
+            let mut out = Vec::new();
+            float(v, &mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&v).unwrap()
+            );
+        }
+        for (v, text) in [
+            (f64::NAN, "\"NaN\""),
+            (f64::INFINITY, "\"inf\""),
+            (f64::NEG_INFINITY, "\"-inf\""),
+        ] {
+            let mut out = Vec::new();
+            float(v, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn empty_results_and_batches() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, true)]));
+        let empty = RecordBatch::new_empty(schema.clone());
+        let one =
+            RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(vec![1, 2]))]).unwrap();
+        let mut out = Vec::new();
+        write_rows(&[empty.clone(), one, empty], &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), r#"[{"a":1},{"a":2}]"#);
+        let mut out = Vec::new();
+        write_rows(&[], &mut out).unwrap();
+        assert_eq!(out, b"[]");
+        let no_columns = RecordBatch::try_new_with_options(
+            Arc::new(Schema::empty()),
+            vec![],
+            &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(2)),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        write_rows(&[no_columns], &mut out).unwrap();
+        assert_eq!(out, b"[{},{}]");
     }
 }

@@ -23,6 +23,12 @@ pub(crate) async fn rows(engine: &Engine, sql: &str) -> Vec<serde_json::Value> {
     outcome
         .results
         .pop()
-        .map(|r| r.rows.into_iter().map(serde_json::Value::Object).collect())
+        .map(|r| {
+            r.json_rows()
+                .unwrap()
+                .into_iter()
+                .map(serde_json::Value::Object)
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -244,6 +244,9 @@ pub struct SqlResult {
 
 impl From<StatementResult> for SqlResult {
     fn from(r: StatementResult) -> Self {
+        // Error responses only: a successful batch is written by `SqlBody`
+        // straight from the results.
+        let rows = r.json_rows().unwrap_or_default();
         SqlResult {
             columns: r
                 .columns
@@ -253,7 +256,7 @@ impl From<StatementResult> for SqlResult {
                     data_type: c.data_type,
                 })
                 .collect(),
-            rows: r.rows.into_iter().map(SqlRow).collect(),
+            rows: rows.into_iter().map(SqlRow).collect(),
             row_count: r.row_count,
             message: r.message,
         }
@@ -303,32 +306,72 @@ impl poem_openapi::types::Example for SqlResponse {
 pub enum SqlOk {
     /// Every statement succeeded.
     #[oai(status = 200)]
-    Ok(SerdeJson<SqlResponse>),
+    Ok(SqlBody),
 }
 
-/// A JSON body written by serde straight from the value: the same document
-/// as poem-openapi's `Json`, which first builds a `serde_json::Value` of it
-/// (a copy of every row of every result).
-pub struct SerdeJson<T>(pub T);
+/// The body of a successful `/api/sql`, documented as [`SqlResponse`] and
+/// written as JSON text straight from the results: a query's rows come from
+/// its Arrow arrays, with no JSON value built per row or per cell.
+pub struct SqlBody(Vec<u8>);
 
-impl<T: poem_openapi::types::Type> poem_openapi::payload::Payload for SerdeJson<T> {
-    const CONTENT_TYPE: &'static str = <Json<T> as poem_openapi::payload::Payload>::CONTENT_TYPE;
+impl SqlBody {
+    /// The body, or what stopped encoding it.
+    fn encode(results: &[StatementResult], started: Instant) -> Result<Self, String> {
+        let fault = |e: &dyn std::fmt::Display| format!("cannot encode the result: {e}");
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(br#"{"status":"success","results":["#);
+        for (i, result) in results.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let columns: Vec<SqlColumn> = result
+                .columns
+                .iter()
+                .map(|c| SqlColumn {
+                    name: c.name.clone(),
+                    data_type: c.data_type.clone(),
+                })
+                .collect();
+            out.extend_from_slice(br#"{"columns":"#);
+            serde_json::to_writer(&mut out, &columns).map_err(|e| fault(&e))?;
+            out.extend_from_slice(br#","rows":"#);
+            result.write_rows(&mut out).map_err(|e| fault(&e))?;
+            out.extend_from_slice(br#","row_count":"#);
+            out.extend_from_slice(result.row_count.to_string().as_bytes());
+            if let Some(message) = &result.message {
+                out.extend_from_slice(br#","message":"#);
+                serde_json::to_writer(&mut out, message).map_err(|e| fault(&e))?;
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(br#"],"execution_time_ms":"#);
+        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        serde_json::to_writer(&mut out, &elapsed).map_err(|e| fault(&e))?;
+        out.push(b'}');
+        Ok(SqlBody(out))
+    }
+}
+
+impl poem_openapi::payload::Payload for SqlBody {
+    const CONTENT_TYPE: &'static str =
+        <Json<SqlResponse> as poem_openapi::payload::Payload>::CONTENT_TYPE;
 
     fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
-        T::schema_ref()
+        <SqlResponse as poem_openapi::types::Type>::schema_ref()
     }
 
     fn register(registry: &mut poem_openapi::registry::Registry) {
-        T::register(registry);
+        <SqlResponse as poem_openapi::types::Type>::register(registry);
     }
 }
 
-impl<T: serde::Serialize + Send> poem::IntoResponse for SerdeJson<T> {
+impl poem::IntoResponse for SqlBody {
     fn into_response(self) -> poem::Response {
-        poem::web::Json(self.0).into_response()
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(self.0)
     }
 }
-
 pub struct SqlApi;
 
 #[OpenApi(tag = "ApiTags::Sql")]
@@ -348,23 +391,25 @@ impl SqlApi {
         body: Json<SqlRequestBody>,
     ) -> Result<SqlOk, ApiError> {
         let started = Instant::now();
-        let results = run_sql(&state, &auth.0, body.0, false, started).await?;
-        Ok(SqlOk::Ok(SerdeJson(SqlResponse {
-            status: "success".into(),
-            results: results.into_iter().map(SqlResult::from).collect(),
-            execution_time_ms: started.elapsed().as_secs_f64() * 1000.0,
-        })))
+        let results = run_sql(&state, &auth.0, body.0, started).await?;
+        let body = SqlBody::encode(&results, started).map_err(|message| {
+            tracing::error!("{message}");
+            ApiError::with_status(
+                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorResponse::new("INTERNAL_ERROR", message),
+            )
+        })?;
+        Ok(SqlOk::Ok(body))
     }
 }
 
 /// Runs a request body as `caller`. The results of a batch that ran
 /// completely, or the error response naming the failed statement (with the
-/// results of those that ran). `arrow` keeps query results as Arrow batches.
+/// results of those that ran).
 pub(crate) async fn run_sql(
     state: &AppState,
     caller: &Caller,
     body: SqlRequestBody,
-    arrow: bool,
     started: Instant,
 ) -> Result<Vec<StatementResult>, ApiError> {
     let request = SqlRequest {
@@ -376,7 +421,6 @@ pub(crate) async fn run_sql(
             .map(|p| p.0)
             .collect(),
         namespace: body.namespace,
-        arrow,
     };
     let outcome = state.engine.execute(caller, request).await;
     let Some(failure) = outcome.error else {

@@ -59,7 +59,7 @@ pub(crate) async fn arrow_sql<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Re
                 StatusCode::BAD_REQUEST,
             )
         })?;
-    let results = match run_sql(&state, &caller, body, true, Instant::now()).await {
+    let results = match run_sql(&state, &caller, body, Instant::now()).await {
         Ok(results) => results,
         Err(error) => return Ok(error.into_response()),
     };

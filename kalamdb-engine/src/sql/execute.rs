@@ -41,14 +41,7 @@ pub struct SqlRequest {
     pub params: Vec<serde_json::Value>,
     /// Default namespace for unqualified table names.
     pub namespace: Option<String>,
-    /// Keep query results as Arrow batches ([`StatementResult::arrow`])
-    /// instead of JSON rows, for an Arrow IPC response.
-    pub arrow: bool,
 }
-
-/// Set on a batch's session when its query results stay Arrow.
-#[derive(Debug)]
-struct ArrowResults;
 
 /// The failure that stopped a batch.
 #[derive(Debug)]
@@ -66,12 +59,10 @@ pub struct BatchOutcome {
     pub error: Option<StatementError>,
 }
 
-/// Who runs a batch, where, and how its results are wanted.
+/// Who runs a batch, and where.
 pub(crate) struct Batch<'a> {
     pub caller: &'a Caller,
     pub namespace: Option<&'a str>,
-    /// Results as Arrow batches ([`SqlRequest::arrow`]).
-    pub arrow: bool,
 }
 
 /// How often a statement is planned again when ALTER TABLEs keep changing
@@ -134,7 +125,6 @@ impl Engine {
         let batch = Batch {
             caller,
             namespace: request.namespace.as_deref(),
-            arrow: request.arrow,
         };
         // Built on the first statement that needs DataFusion: a batch of
         // fast-path statements never pays for a session.
@@ -250,11 +240,7 @@ impl Engine {
 
     /// The DataFusion session of a batch.
     fn batch_state(&self, batch: &Batch<'_>) -> Result<SessionState> {
-        let mut state = self.session_state(batch.caller, batch.namespace)?;
-        if batch.arrow {
-            state.config_mut().set_extension(Arc::new(ArrowResults));
-        }
-        Ok(state)
+        self.session_state(batch.caller, batch.namespace)
     }
 
     async fn run_statement(
@@ -311,9 +297,9 @@ impl Engine {
             }
             KalamStatement::KillLiveQuery { live_id } => self.kill_live_query(caller, &live_id),
             KalamStatement::ShowTableStats { name } => {
-                self.show_table_stats(state, caller, &name, namespace)
+                self.show_table_stats(caller, &name, namespace)
             }
-            KalamStatement::ShowServerStats => self.show_server_stats(state, caller),
+            KalamStatement::ShowServerStats => self.show_server_stats(caller),
             KalamStatement::FlushTable { name } => {
                 self.queue_table_job(caller, JobKind::Flush, &name, namespace)
             }
@@ -335,7 +321,6 @@ impl Engine {
                 let batch = Batch {
                     caller: &inner,
                     namespace,
-                    arrow: state.config().get_extension::<ArrowResults>().is_some(),
                 };
                 if let Some(result) = self.try_fast(&batch, &statement, params).await? {
                     return Ok(result);
@@ -451,34 +436,8 @@ impl Engine {
                 format!("{affected} row(s) affected"),
             ));
         }
-        if state.config().get_extension::<ArrowResults>().is_some() {
-            return Ok(StatementResult::arrow(Arc::new(schema), batches));
-        }
-        StatementResult::from_batches(&batches, &schema)
+        Ok(StatementResult::arrow(Arc::new(schema), batches))
     }
-}
-
-/// A result the engine built itself as Arrow batches: kept as Arrow when
-/// the request asked for it, else JSON rows.
-pub(crate) fn batch_result(
-    state: &SessionState,
-    schema: datafusion::arrow::datatypes::SchemaRef,
-    batches: Vec<RecordBatch>,
-) -> Result<StatementResult> {
-    let arrow = state.config().get_extension::<ArrowResults>().is_some();
-    result_of(arrow, schema, batches)
-}
-
-/// Batches as a statement result: kept as Arrow, or as JSON rows.
-pub(crate) fn result_of(
-    arrow: bool,
-    schema: datafusion::arrow::datatypes::SchemaRef,
-    batches: Vec<RecordBatch>,
-) -> Result<StatementResult> {
-    if arrow {
-        return Ok(StatementResult::arrow(schema, batches));
-    }
-    StatementResult::from_batches(&batches, &schema)
 }
 
 /// Runs `work`, cancelling it (at its next await point) after `limit`.

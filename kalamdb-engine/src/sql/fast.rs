@@ -22,7 +22,7 @@ use datafusion::sql::sqlparser::ast::{
 use serde_json::Value;
 
 use super::dml::{insert_columns, inserted, plain_insert};
-use super::execute::{Batch, result_of};
+use super::execute::Batch;
 use super::parser::{KalamStatement, table_ref};
 use super::result::StatementResult;
 use crate::engine::Engine;
@@ -297,7 +297,7 @@ impl Engine {
             true => Vec::new(),
             false => vec![rows_to_batch(&def, &rows, projected.clone(), &projection)?],
         };
-        result_of(batch.arrow, projected, batches).map(Some)
+        Ok(Some(StatementResult::arrow(projected, batches)))
     }
 
     /// An INSERT of literal rows into a USER, SHARED or STREAM table, with
@@ -386,7 +386,6 @@ mod tests {
         let batch = Batch {
             caller: &caller,
             namespace: None,
-            arrow: false,
         };
         let fast = async |sql: &str| {
             let statement = split_batch(sql).unwrap().remove(0).parse().unwrap();

@@ -4,7 +4,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::error::Result;
-use crate::json::{JsonRow, batches_to_rows, sql_type_name};
+use crate::json::{JsonRow, batches_to_rows, sql_type_name, write_rows};
 
 /// A column of a result.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,13 +32,16 @@ impl ResultColumn {
 #[derive(Debug, Clone, Default)]
 pub struct StatementResult {
     pub columns: Vec<ResultColumn>,
+    /// Rows the engine built as JSON (catalog statements, job rows); a
+    /// query's rows are in [`StatementResult::arrow`] instead. Read either
+    /// with [`StatementResult::json_rows`] or [`StatementResult::write_rows`].
     pub rows: Vec<JsonRow>,
     /// Rows returned (queries) or affected (DDL/DML).
     pub row_count: u64,
     /// Human summary for DDL/DML.
     pub message: Option<String>,
-    /// A query's rows as Arrow batches instead of `rows`, when the request
-    /// asked for Arrow ([`crate::SqlRequest::arrow`]).
+    /// A query's rows as Arrow batches instead of `rows`: written as JSON
+    /// text straight from the arrays, or sent as an Arrow IPC stream.
     pub arrow: Option<(SchemaRef, Vec<RecordBatch>)>,
 }
 
@@ -92,17 +95,21 @@ impl StatementResult {
         }
     }
 
-    pub(crate) fn from_batches(
-        batches: &[RecordBatch],
-        schema: &datafusion::arrow::datatypes::Schema,
-    ) -> Result<Self> {
-        let rows = batches_to_rows(batches)?;
-        Ok(StatementResult {
-            columns: ResultColumn::of_schema(schema),
-            row_count: rows.len() as u64,
-            rows,
-            message: None,
-            arrow: None,
-        })
+    /// The rows as JSON objects, whichever form they are kept in.
+    pub fn json_rows(&self) -> Result<Vec<JsonRow>> {
+        match &self.arrow {
+            Some((_, batches)) => batches_to_rows(batches),
+            None => Ok(self.rows.clone()),
+        }
+    }
+
+    /// Writes the rows to `out` as a JSON array of objects.
+    pub fn write_rows(&self, out: &mut Vec<u8>) -> Result<()> {
+        match &self.arrow {
+            Some((_, batches)) => write_rows(batches, out),
+            None => serde_json::to_writer(out, &self.rows).map_err(|e| {
+                crate::error::EngineError::Internal(format!("cannot encode rows: {e}"))
+            }),
+        }
     }
 }

@@ -8,9 +8,7 @@ use datafusion::arrow::array::{
     TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::execution::SessionState;
 
-use super::execute::batch_result;
 use super::parser::TableRef;
 use super::result::StatementResult;
 use super::tables::table_not_found;
@@ -47,7 +45,6 @@ impl Engine {
     /// numbers are the table's totals over every partition.
     pub(crate) fn show_table_stats(
         &self,
-        state: &SessionState,
         caller: &Caller,
         name: &TableRef,
         default_namespace: Option<&str>,
@@ -93,15 +90,11 @@ impl Engine {
                 int64(stats.live_subscriptions),
             ),
         ])?;
-        batch_result(state, schema, vec![batch])
+        Ok(StatementResult::arrow(schema, vec![batch]))
     }
 
     /// Server-wide numbers are the operator's: roles dba and system.
-    pub(crate) fn show_server_stats(
-        &self,
-        state: &SessionState,
-        caller: &Caller,
-    ) -> Result<StatementResult> {
+    pub(crate) fn show_server_stats(&self, caller: &Caller) -> Result<StatementResult> {
         if !caller.role.is_admin() {
             return Err(EngineError::PermissionDenied(format!(
                 "SHOW STATS requires role dba or system; user {} has role {}",
@@ -151,6 +144,6 @@ impl Engine {
             ),
             ("version", DataType::Utf8, text(env!("CARGO_PKG_VERSION"))),
         ])?;
-        batch_result(state, schema, vec![batch])
+        Ok(StatementResult::arrow(schema, vec![batch]))
     }
 }
