@@ -56,6 +56,8 @@ pub(crate) fn batches_to_rows(batches: &[RecordBatch]) -> Result<Vec<JsonRow>> {
 /// map per row.
 pub(crate) fn write_rows(batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<()> {
     out.push(b'[');
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let (start, mut written) = (out.len(), 0);
     let mut first = true;
     for batch in batches.iter().filter(|b| b.num_rows() > 0) {
         let schema = batch.schema();
@@ -93,6 +95,12 @@ pub(crate) fn write_rows(batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<(
                 }
             }
             out.push(b'}');
+        }
+        // Room for the rest at the size per row so far: a large result is
+        // not copied again and again as the buffer doubles.
+        written += batch.num_rows();
+        if written < total {
+            out.reserve((out.len() - start) / written * (total - written) * 9 / 8);
         }
     }
     out.push(b']');
@@ -237,40 +245,61 @@ fn two_digits(v: u32, out: &mut Vec<u8>) {
     out.push(b'0' + (v % 10) as u8);
 }
 
-/// `"YYYY-MM-DD` (no closing quote) for years 0–9999.
-fn write_ymd(t: &chrono::DateTime<chrono::Utc>, out: &mut Vec<u8>) {
-    use chrono::Datelike;
-    let year = t.year() as u32;
+/// The proleptic Gregorian `(year, month, day)` of a day counted from
+/// 1970-01-01 (Howard Hinnant's `civil_from_days`): a few integer
+/// operations, where going through chrono's types cost more than the rest
+/// of a large result's encoding.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of the 400-year era
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153; // March = 0
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `"YYYY-MM-DD` (no closing quote), or `None` outside years 0–9999.
+fn write_ymd(days: i64, out: &mut Vec<u8>) -> Option<()> {
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let year = year as u32;
     out.push(b'"');
     two_digits(year / 100, out);
     two_digits(year % 100, out);
     out.push(b'-');
-    two_digits(t.month(), out);
+    two_digits(month, out);
     out.push(b'-');
-    two_digits(t.day(), out);
+    two_digits(day, out);
+    Some(())
 }
 
 /// RFC 3339, UTC, microseconds: `"2024-01-02T03:04:05.000006Z"`.
 pub(crate) fn write_timestamp_micros(micros: i64, out: &mut Vec<u8>) {
-    use chrono::{Datelike, Timelike};
-    match chrono::DateTime::from_timestamp_micros(micros) {
-        // Years 0–9999 by hand: strftime-style formatting re-parses its
-        // pattern for every value and dominated large results.
-        Some(t) if (0..=9999).contains(&t.year()) => {
-            write_ymd(&t, out);
-            out.push(b'T');
-            two_digits(t.hour(), out);
-            out.push(b':');
-            two_digits(t.minute(), out);
-            out.push(b':');
-            two_digits(t.second(), out);
-            out.push(b'.');
-            let fraction = micros.rem_euclid(1_000_000) as u32;
-            for div in [100_000, 10_000, 1_000, 100, 10, 1] {
-                out.push(b'0' + (fraction / div % 10) as u8);
-            }
-            out.extend_from_slice(b"Z\"");
+    const DAY: i64 = 86_400_000_000;
+    if write_ymd(micros.div_euclid(DAY), out).is_some() {
+        let of_day = micros.rem_euclid(DAY);
+        let secs = (of_day / 1_000_000) as u32;
+        out.push(b'T');
+        two_digits(secs / 3_600, out);
+        out.push(b':');
+        two_digits(secs / 60 % 60, out);
+        out.push(b':');
+        two_digits(secs % 60, out);
+        out.push(b'.');
+        let fraction = (of_day % 1_000_000) as u32;
+        for div in [100_000, 10_000, 1_000, 100, 10, 1] {
+            out.push(b'0' + (fraction / div % 10) as u8);
         }
+        out.extend_from_slice(b"Z\"");
+        return;
+    }
+    match chrono::DateTime::from_timestamp_micros(micros) {
         Some(t) => write_str(&t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(), out),
         None => out.extend_from_slice(b"null"),
     }
@@ -278,12 +307,11 @@ pub(crate) fn write_timestamp_micros(micros: i64, out: &mut Vec<u8>) {
 
 /// `"YYYY-MM-DD"`.
 fn write_date_days(days: i32, out: &mut Vec<u8>) {
-    use chrono::Datelike;
+    if write_ymd(i64::from(days), out).is_some() {
+        out.push(b'"');
+        return;
+    }
     match chrono::DateTime::from_timestamp(days as i64 * 86_400, 0) {
-        Some(t) if (0..=9999).contains(&t.year()) => {
-            write_ymd(&t, out);
-            out.push(b'"');
-        }
         Some(t) => write_str(&t.format("%Y-%m-%d").to_string(), out),
         None => out.extend_from_slice(b"null"),
     }
@@ -361,7 +389,20 @@ mod tests {
             write_timestamp_micros(micros, &mut out);
             assert_eq!(out, serde_json::to_vec(&expected).unwrap(), "{micros}");
         }
-        for days in [0, -1, 19_000, 2_932_896, 2_932_897, -719_528] {
+        // A sweep across four centuries in steps that hit every month,
+        // leap days and both sides of the epoch.
+        let mut micros = -12_219_292_800_000_000i64; // 1582-10-15
+        while micros < 32_503_680_000_000_000 {
+            let expected = chrono::DateTime::from_timestamp_micros(micros)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                .to_string();
+            let mut out = Vec::new();
+            write_timestamp_micros(micros, &mut out);
+            assert_eq!(out, serde_json::to_vec(&expected).unwrap(), "{micros}");
+            micros += 7_777_777_777_777;
+        }
+        for days in (-800_000..3_000_000).step_by(997).chain([0, -1, 19_000, 2_932_896, 2_932_897, -719_528]) {
             let expected = chrono::DateTime::from_timestamp(days as i64 * 86_400, 0)
                 .unwrap()
                 .format("%Y-%m-%d")

@@ -38,9 +38,14 @@ use crate::table::row::{StoredRow, array_to_cells, cells_to_array, rows_to_batch
 
 /// Rows per Parquet row group: small enough that statistics prune well.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
-/// Rows per data page: the page index then narrows a key lookup to a few
-/// thousand rows.
-const PAGE_ROWS: usize = 4 * 1024;
+/// Rows per data page: the page index then narrows a key lookup to one
+/// page of about a thousand rows per column.
+const PAGE_ROWS: usize = 1024;
+/// Largest dictionary page: a lookup decompresses a column's whole
+/// dictionary page before its data page, so a column of mostly distinct
+/// values (text, doubles) switches to plain encoding early instead of
+/// building a dictionary of up to 1 MiB that every lookup reads.
+const DICTIONARY_PAGE_BYTES: usize = 16 * 1024;
 
 /// Encodes rows (sorted by key) as a Parquet file: zstd, page statistics on
 /// every column (so `_seq` and `_updated` ranges prune), a bloom filter on
@@ -55,6 +60,7 @@ pub(crate) fn encode(def: &TableDef, rows: &[StoredRow]) -> Result<(Bytes, usize
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
         .set_column_bloom_filter_enabled(ColumnPath::from(def.key_column().name.as_str()), true)
         // Unique per row: a dictionary page would hold every value of the
         // file and be read by every lookup, defeating the page index.
