@@ -402,7 +402,10 @@ mod tests {
             assert_eq!(out, serde_json::to_vec(&expected).unwrap(), "{micros}");
             micros += 7_777_777_777_777;
         }
-        for days in (-800_000..3_000_000).step_by(997).chain([0, -1, 19_000, 2_932_896, 2_932_897, -719_528]) {
+        for days in (-800_000..3_000_000)
+            .step_by(997)
+            .chain([0, -1, 19_000, 2_932_896, 2_932_897, -719_528])
+        {
             let expected = chrono::DateTime::from_timestamp(days as i64 * 86_400, 0)
                 .unwrap()
                 .format("%Y-%m-%d")

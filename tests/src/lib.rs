@@ -145,6 +145,11 @@ impl TestServer {
     }
 
     /// The directory given to the server as `KALAMDB_DATA_DIR`.
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.path().join("data")
     }

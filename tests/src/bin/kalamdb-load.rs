@@ -33,6 +33,9 @@ struct Args {
     rows: usize,
     max_subscribers: usize,
     min_subscribers: usize,
+    connections: usize,
+    per_connection: usize,
+    users_set: bool,
 }
 
 fn parse_args() -> Args {
@@ -51,6 +54,9 @@ fn parse_args() -> Args {
         rows: 100_000,
         max_subscribers: 10_000,
         min_subscribers: 1,
+        connections: 10_000,
+        per_connection: 100,
+        users_set: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,7 +72,14 @@ fn parse_args() -> Args {
             "--concurrency" => args.concurrency = value().parse().expect("--concurrency N"),
             "--warmup" => args.warmup = value().parse().expect("--warmup N"),
             "--scenario" => args.scenario = Some(value()),
-            "--users" => args.users = value().parse().expect("--users N"),
+            "--users" => {
+                args.users = value().parse().expect("--users N");
+                args.users_set = true;
+            }
+            "--connections" => args.connections = value().parse().expect("--connections N"),
+            "--per-connection" => {
+                args.per_connection = value().parse().expect("--per-connection N")
+            }
             "--rows" => args.rows = value().parse().expect("--rows N"),
             "--min-subscribers" => {
                 args.min_subscribers = value().parse().expect("--min-subscribers N")
@@ -79,6 +92,7 @@ fn parse_args() -> Args {
                     "kalamdb-load [--spawn | --url URL] [--user U] [--password P] [--sql SQL] [--setup SQL] [--requests N] [--concurrency C] [--warmup N]\n\
                      kalamdb-load --spawn --scenario users [--users 1000] [--rows 100000] [--requests N]: USER-table insert and point-lookup latency, and insert throughput with 16 clients\n\
                      kalamdb-load --spawn --scenario live [--requests N]: commit-to-delivery latency with 1, 1000 and 10000 subscribers, and a SHARED-table fan-out\n\
+                     kalamdb-load --spawn --scenario hold [--connections 10000] [--per-connection 100] [--users 1000] [--requests N]: server RSS and commit-to-delivery latency before and after opening connections × per-connection idle subscriptions\n\
                      kalamdb-load --spawn --scenario stream [--requests N]: STREAM-table INSERT-to-delivery latency with 0 and 10000 idle subscriptions of other users, and events/s from one writer to one subscriber"
                 );
                 std::process::exit(0);
@@ -102,7 +116,8 @@ async fn main() {
         Some("users") => return users_scenario(&args).await,
         Some("live") => return live_scenario(&args).await,
         Some("stream") => return stream_scenario(&args).await,
-        Some(other) => panic!("unknown scenario {other}; use users, live or stream"),
+        Some("hold") => return hold_scenario(&args).await,
+        Some(other) => panic!("unknown scenario {other}; use users, live, stream or hold"),
         None => {}
     }
     let server = args.spawn.then(TestServer::start);
@@ -767,4 +782,171 @@ async fn join_workers(
         errors += e;
     }
     (samples, errors)
+}
+
+/// Resident memory of a process, in MiB (Linux), if it can be read.
+fn rss_mib(pid: Option<u32>) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Commit-to-delivery latency of `writes` inserts, each matching exactly one
+/// subscription of `watcher_token`'s user.
+async fn watched_deliveries(
+    api: &Api,
+    base: &str,
+    watcher_token: &str,
+    writes: usize,
+    next_id: &mut u64,
+) -> (Vec<Duration>, Duration) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut ws = ws_connect(base, watcher_token).await;
+    ws_subscribe(
+        &mut ws,
+        "watch",
+        "SELECT id, _updated FROM holdtest.items WHERE room = -1",
+    )
+    .await;
+    spawn_reader(ws, tx);
+    let mut samples = Vec::with_capacity(writes);
+    let wall = Instant::now();
+    for _ in 0..writes {
+        *next_id += 1;
+        api.must(
+            watcher_token,
+            format!(
+                "INSERT INTO holdtest.items (id, room, body) VALUES ({}, -1, 'x')",
+                next_id
+            ),
+        )
+        .await;
+        samples.push(
+            tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("delivery within 10 s")
+                .unwrap(),
+        );
+    }
+    (samples, wall.elapsed())
+}
+
+/// `--scenario hold`: how many subscriptions one server holds. Measures the
+/// server's RSS and one watcher's commit-to-delivery latency, then opens
+/// `--connections` WebSocket connections (spread over `--users` users, each
+/// connection subscribing `--per-connection` live queries on its user's
+/// partition of a USER table, none of which the writes match), and measures
+/// both again with every subscription held.
+async fn hold_scenario(args: &Args) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (server, base, api) = target(args);
+    let pid = server.as_ref().and_then(TestServer::pid);
+    let root = api.login(&args.user, &args.password).await;
+    api.must(&root, "CREATE NAMESPACE IF NOT EXISTS holdtest; CREATE USER TABLE IF NOT EXISTS holdtest.items (id BIGINT PRIMARY KEY, room INT, body TEXT)".into()).await;
+    let users = if args.users_set { args.users } else { 1_000 }.max(1);
+    let names: Vec<String> = (0..users).map(|u| format!("hold_{u}")).collect();
+    for chunk in names.chunks(100) {
+        let sql: Vec<String> = chunk
+            .iter()
+            .map(|n| format!("CREATE USER IF NOT EXISTS '{n}' WITH PASSWORD 'pw' ROLE user"))
+            .collect();
+        api.must(&root, sql.join("; ")).await;
+    }
+    let mut tokens = Vec::with_capacity(users);
+    for name in &names {
+        tokens.push(api.login(name, "pw").await);
+    }
+    let writes = args.requests.min(2_000);
+    let mut next_id = 0u64;
+    let mib = |v: Option<f64>| v.map_or("n/a".to_string(), |m| format!("{m:.0} MiB"));
+    let rss_before = rss_mib(pid);
+    let (before, wall) = watched_deliveries(&api, &base, &tokens[0], writes, &mut next_id).await;
+    report("commit-to-delivery, no idle subscriptions", before, wall, 0);
+    println!("server RSS before: {}", mib(rss_before));
+
+    let per = args.per_connection;
+    let opened = Instant::now();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let tokens = Arc::new(tokens);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut openers = Vec::new();
+    // 32 connections subscribe at a time; each sends its subscribes at once
+    // and waits for every initial_data.
+    for _ in 0..32 {
+        let (tokens, next, base, done_tx) =
+            (tokens.clone(), next.clone(), base.clone(), done_tx.clone());
+        let connections = args.connections;
+        openers.push(tokio::spawn(async move {
+            loop {
+                let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if c >= connections {
+                    break;
+                }
+                let mut ws = ws_connect(&base, &tokens[c % tokens.len()]).await;
+                for k in 0..per {
+                    let message = json!({"type": "subscribe", "id": format!("h{k}"),
+                        "sql": format!("SELECT id, body FROM holdtest.items WHERE room = {k}")});
+                    ws.feed(Message::Text(message.to_string().into()))
+                        .await
+                        .unwrap();
+                }
+                ws.flush().await.unwrap();
+                let mut ready = 0;
+                while ready < per {
+                    let Some(Ok(Message::Text(text))) = ws.next().await else {
+                        panic!("socket closed while subscribing")
+                    };
+                    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    assert_ne!(value["type"], "error", "{value}");
+                    if value["type"] == "initial_data" && value["has_more"] == false {
+                        ready += 1;
+                    }
+                }
+                // Kept read, so pings are answered; no change ever matches.
+                spawn_change_reader(ws, |change, _| panic!("unexpected change {change}"));
+                let _ = done_tx.send(());
+            }
+        }));
+    }
+    drop(done_tx);
+    let mut held = 0usize;
+    while done_rx.recv().await.is_some() {
+        held += 1;
+        if held.is_multiple_of(1_000) {
+            println!(
+                "{held} connections, {} subscriptions, {:.0} s, server RSS {}",
+                held * per,
+                opened.elapsed().as_secs_f64(),
+                mib(rss_mib(pid))
+            );
+        }
+    }
+    for opener in openers {
+        opener.await.expect("opener");
+    }
+    let rss_held = rss_mib(pid);
+    println!(
+        "held {} subscriptions on {} connections ({} users), opened in {:.1} s; server RSS {}",
+        held * per,
+        held,
+        users,
+        opened.elapsed().as_secs_f64(),
+        mib(rss_held)
+    );
+    let (after, wall) = watched_deliveries(&api, &base, &tokens[0], writes, &mut next_id).await;
+    report(
+        &format!("commit-to-delivery, {} idle subscriptions", held * per),
+        after,
+        wall,
+        0,
+    );
+    drop(server);
 }
