@@ -277,6 +277,11 @@ impl Engine {
             .filter(|u| u.deleted_at.is_none()))
     }
 
+    /// Whether a namespace of this name exists.
+    pub fn namespace_exists(&self, name: &str) -> Result<bool> {
+        Ok(self.stores.namespaces.get(name)?.is_some())
+    }
+
     /// The live user with this login name.
     pub fn user_by_name(&self, username: &str) -> Result<Option<User>> {
         let Some(id) = UserNames.get(&self.stores.storage, username)? else {

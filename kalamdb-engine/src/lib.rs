@@ -49,5 +49,7 @@ pub use live::{ChangeEvent, ChangeKind, ChangeRows, LiveEvent};
 pub use metrics::{ConnectionGuard, METRICS_CONTENT_TYPE, Metrics, StatementKind};
 pub use queue::JobConfig;
 pub use session::{Caller, DEFAULT_MAX_EXPRESSION_DEPTH, Limits, worker_stack_bytes};
-pub use sql::execute::{BatchOutcome, ResultColumn, SqlRequest, StatementError, StatementResult};
+pub use sql::execute::{
+    BatchOutcome, Described, ResultColumn, SqlRequest, StatementError, StatementResult,
+};
 pub use sql::subscribe::{SubscribeRequest, Subscribed};

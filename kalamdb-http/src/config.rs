@@ -15,6 +15,10 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 pub struct Config {
     /// Address to bind; port 0 picks a free port.
     pub listen: String,
+    /// Postgres wire protocol listener: a host:port, or `off`. Absent, it
+    /// tries [`DEFAULT_PG_LISTEN`] and goes on without it if that port is
+    /// taken; given, a failure to bind stops the server.
+    pub pg_listen: Option<String>,
     /// RocksDB, Parquet and everything else on disk.
     pub data_dir: PathBuf,
     /// The only local directory backups are written to and restored from;
@@ -111,6 +115,7 @@ impl Default for Config {
         let limits = kalamdb_engine::Limits::default();
         Config {
             listen: "127.0.0.1:8080".into(),
+            pg_listen: None,
             data_dir: PathBuf::from("./data"),
             backup_dir: None,
             fast_path: true,
@@ -181,6 +186,9 @@ impl Config {
         let var = |name: &str| env(name).filter(|v| !v.is_empty());
         if let Some(v) = var("KALAMDB_LISTEN") {
             config.listen = v;
+        }
+        if let Some(v) = var("KALAMDB_PG_LISTEN") {
+            config.pg_listen = Some(v);
         }
         if let Some(v) = var("KALAMDB_DATA_DIR") {
             config.data_dir = PathBuf::from(v);
@@ -283,6 +291,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.pg_listen_addr()?;
         if self.max_request_bytes == 0 {
             return Err(invalid("max_request_bytes", "must be greater than 0"));
         }
@@ -351,6 +360,32 @@ impl Config {
                 invalid(
                     "listen",
                     &format!("'{}' is not a host:port address", self.listen),
+                )
+            })
+    }
+}
+
+/// Where the Postgres listener binds when `pg_listen` is not set.
+pub const DEFAULT_PG_LISTEN: &str = "127.0.0.1:5433";
+
+impl Config {
+    /// The Postgres listener's address and whether it was configured
+    /// explicitly; `None` when it is `off`.
+    pub fn pg_listen_addr(&self) -> Result<Option<(SocketAddr, bool)>, ConfigError> {
+        use std::net::ToSocketAddrs;
+        let (text, explicit) = match self.pg_listen.as_deref() {
+            Some(v) if v.eq_ignore_ascii_case("off") => return Ok(None),
+            Some(v) => (v, true),
+            None => (DEFAULT_PG_LISTEN, false),
+        };
+        text.to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .map(|addr| Some((addr, explicit)))
+            .ok_or_else(|| {
+                invalid(
+                    "pg_listen",
+                    &format!("'{text}' is not a host:port address or off"),
                 )
             })
     }

@@ -7,6 +7,7 @@ pub mod auth_error;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod pg;
 pub mod row;
 pub mod token;
 pub mod ws;

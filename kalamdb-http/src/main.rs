@@ -104,6 +104,7 @@ async fn serve(config: Config) -> Result<(), String> {
         engine: engine.clone(),
         tokens: TokenIssuer::new(&secret, config.token_ttl_secs),
     });
+    let pg_state = state.clone();
     let app = kalamdb_http::app(
         state,
         &HttpOptions {
@@ -124,6 +125,7 @@ async fn serve(config: Config) -> Result<(), String> {
     );
 
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
+    let pg_listener = bind_pg(&config).await?;
     let acceptor = NoDelay(
         TcpListener::bind(addr)
             .into_acceptor()
@@ -138,11 +140,18 @@ async fn serve(config: Config) -> Result<(), String> {
     // One machine-readable line on stdout, and the same in the log.
     println!("listening on http://{bound}");
     tracing::info!("listening on http://{bound}");
+    let pg = match pg_listener {
+        Some(listener) => Some(start_pg(listener, &config, pg_state)?),
+        None => None,
+    };
 
     poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(10)))
         .await
         .map_err(|e| format!("server error: {e}"))?;
+    if let Some(pg) = pg {
+        pg.abort();
+    }
     // Queued jobs stay queued in system.jobs and resume at the next start;
     // STREAM events still within retention are flushed to disk.
     if let Err(e) = engine.shutdown().await {
@@ -151,6 +160,44 @@ async fn serve(config: Config) -> Result<(), String> {
     tracing::info!("shut down");
     drop(engine);
     Ok(())
+}
+
+/// Binds the Postgres wire listener unless it is `off`. A default address
+/// that is taken (another server on this machine) is logged and skipped; an
+/// address given explicitly that cannot be bound stops the server.
+async fn bind_pg(config: &Config) -> Result<Option<tokio::net::TcpListener>, String> {
+    let Some((addr, explicit)) = config.pg_listen_addr().map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(e) if !explicit => {
+            tracing::warn!(
+                "postgres listener not started: cannot listen on {addr}: {e} (set KALAMDB_PG_LISTEN to another address, or off)"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(format!("cannot listen on {addr} (KALAMDB_PG_LISTEN): {e}")),
+    }
+}
+
+/// Serves the Postgres wire protocol on a bound listener.
+fn start_pg(
+    listener: tokio::net::TcpListener,
+    config: &Config,
+    state: Arc<AppState>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("the postgres listener has no address: {e}"))?;
+    println!("postgres listening on {bound}");
+    tracing::info!("postgres listening on {bound}");
+    let options = kalamdb_http::pg::PgOptions {
+        max_message_bytes: config.max_request_bytes,
+    };
+    Ok(tokio::spawn(kalamdb_http::pg::serve(
+        listener, state, options,
+    )))
 }
 
 /// Accepts TCP connections with Nagle's algorithm off. A WebSocket writes

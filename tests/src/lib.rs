@@ -31,6 +31,8 @@ pub struct TestServer {
     data_dir: tempfile::TempDir,
     env: Vec<(String, String)>,
     pub client: reqwest::Client,
+    /// The `postgres listening on` address, once printed.
+    pg: std::sync::Mutex<(Option<String>, Option<mpsc::Receiver<String>>)>,
 }
 
 /// Path of the server binary.
@@ -109,6 +111,8 @@ impl TestServer {
             .env("KALAMDB_LISTEN", "127.0.0.1:0")
             .env("KALAMDB_DATA_DIR", data_dir.path().join("data"))
             .env("KALAMDB_LOG", "info")
+            // A port of its own: tests run many servers at once.
+            .env("KALAMDB_PG_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .stdin(Stdio::null());
@@ -118,12 +122,16 @@ impl TestServer {
         let mut child = command.spawn().expect("start kalamdb-server");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
+        let (pg_tx, pg_rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let (false, Some(rest)) = (sent, line.strip_prefix("listening on ")) {
                     let _ = tx.send(rest.trim().to_string());
                     sent = true;
+                }
+                if let Some(rest) = line.strip_prefix("postgres listening on ") {
+                    let _ = pg_tx.send(rest.trim().to_string());
                 }
             }
         });
@@ -141,7 +149,20 @@ impl TestServer {
             data_dir,
             env,
             client: reqwest::Client::new(),
+            pg: std::sync::Mutex::new((None, Some(pg_rx))),
         }
+    }
+
+    /// `host:port` of the server's Postgres wire listener.
+    pub fn pg_addr(&self) -> String {
+        let mut pg = self.pg.lock().unwrap();
+        if pg.0.is_none()
+            && let Some(rx) = pg.1.take()
+        {
+            pg.0 = rx.recv_timeout(Duration::from_secs(30)).ok();
+        }
+        pg.0.clone()
+            .expect("the server printed no `postgres listening on` line")
     }
 
     /// The directory given to the server as `KALAMDB_DATA_DIR`.

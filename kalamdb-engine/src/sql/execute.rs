@@ -43,6 +43,15 @@ pub struct SqlRequest {
     pub namespace: Option<String>,
 }
 
+/// What [`Engine::describe`] knows of a statement before it runs.
+#[derive(Debug, Clone, Default)]
+pub struct Described {
+    /// SQL type name of each `$n` parameter, `None` where unknown.
+    pub params: Vec<Option<String>>,
+    /// Columns of a query's result; empty for other statements.
+    pub columns: Vec<ResultColumn>,
+}
+
 /// The failure that stopped a batch.
 #[derive(Debug)]
 pub struct StatementError {
@@ -137,7 +146,10 @@ impl Engine {
             self.metrics
                 .record_statement(kind, result.is_ok(), started.elapsed());
             match result {
-                Ok(result) => outcome.results.push(result),
+                Ok(mut result) => {
+                    result.command = source.command();
+                    outcome.results.push(result);
+                }
                 Err(error) => {
                     outcome.error = Some(StatementError {
                         error,
@@ -148,6 +160,66 @@ impl Engine {
             }
         }
         outcome
+    }
+
+    /// What one statement takes and returns, without running it: for a
+    /// query or DML statement planned by DataFusion, the SQL types of its
+    /// `$n` parameters (`None` where the statement does not fix one) and the
+    /// columns a query returns. KalamDB's own statements, and batches of
+    /// several, describe as nothing known. For clients that prepare
+    /// statements (the Postgres wire protocol's Describe).
+    pub async fn describe(
+        &self,
+        caller: &Caller,
+        sql: &str,
+        namespace: Option<&str>,
+    ) -> Result<Described> {
+        self.check_sql_size(sql)?;
+        let mut sources = split_batch(sql)?;
+        let highest = sources.iter().map(|s| s.highest_placeholder()).max();
+        let unknown = Described {
+            params: vec![None; highest.unwrap_or(0)],
+            columns: Vec::new(),
+        };
+        if sources.len() != 1 {
+            return Ok(unknown);
+        }
+        let source = sources.remove(0);
+        source.check_limits(
+            self.config.limits.max_expression_depth,
+            self.config.limits.max_joins,
+        )?;
+        let KalamStatement::Sql(statement) = source.parse()? else {
+            return Ok(unknown);
+        };
+        let is_query = matches!(*statement, Statement::Query(_));
+        if !is_query
+            && !matches!(
+                *statement,
+                Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_)
+            )
+        {
+            return Ok(unknown);
+        }
+        let state = self.session_state(caller, namespace)?;
+        let statement = DFStatement::Statement(statement);
+        check_tables_exist(&state, &statement)?;
+        let plan = state.statement_to_plan(statement).await?;
+        let types = plan.get_parameter_types().map_err(EngineError::from)?;
+        let params = (1..=unknown.params.len())
+            .map(|i| {
+                types
+                    .get(&format!("${i}"))
+                    .cloned()
+                    .flatten()
+                    .map(|t| sql_type_name(&t))
+            })
+            .collect();
+        let columns = match is_query {
+            true => ResultColumn::of_schema(plan.schema().as_arrow()),
+            false => Vec::new(),
+        };
+        Ok(Described { params, columns })
     }
 
     /// Refuses SQL text over the configured length.

@@ -40,6 +40,9 @@ pub struct StatementResult {
     pub row_count: u64,
     /// Human summary for DDL/DML.
     pub message: Option<String>,
+    /// The statement's leading keywords (`SELECT`, `INSERT`, `CREATE
+    /// TABLE`, …): the command tag of the Postgres wire protocol.
+    pub command: String,
     /// A query's rows as Arrow batches instead of `rows`: written as JSON
     /// text straight from the arrays, or sent as an Arrow IPC stream.
     pub arrow: Option<(SchemaRef, Vec<RecordBatch>)>,
@@ -80,8 +83,7 @@ impl StatementResult {
                 .collect(),
             row_count: rows.len() as u64,
             rows,
-            message: None,
-            arrow: None,
+            ..Default::default()
         }
     }
 

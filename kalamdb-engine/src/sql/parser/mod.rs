@@ -140,6 +140,31 @@ impl StatementSource {
     /// What the statement does, from its first word (for `EXECUTE AS USER
     /// '…' (…)`, the inner statement's), for the metrics. Read from the
     /// tokens, so a statement that does not parse still has a kind.
+    /// The statement's leading keywords as a command tag: `SELECT`,
+    /// `INSERT`, `CREATE TABLE` (for every table kind), `DROP USER`, …
+    pub(crate) fn command(&self) -> String {
+        let words: Vec<String> = self
+            .tokens
+            .iter()
+            .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+            .map_while(|t| match &t.token {
+                Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+                _ => None,
+            })
+            .take(3)
+            .collect();
+        let word = |i: usize| words.get(i).map_or("", String::as_str);
+        match (word(0), word(1), word(2)) {
+            (verb @ ("CREATE" | "DROP" | "ALTER"), "USER" | "SHARED" | "STREAM", "TABLE") => {
+                format!("{verb} TABLE")
+            }
+            (verb @ ("CREATE" | "DROP" | "ALTER"), object, _) if !object.is_empty() => {
+                format!("{verb} {object}")
+            }
+            (first, _, _) => first.to_string(),
+        }
+    }
+
     pub(crate) fn kind(&self) -> StatementKind {
         let mut tokens = self
             .tokens
