@@ -370,6 +370,17 @@ mod tests {
         );
     }
 
+    /// The written timestamp is chrono's RFC 3339 text, quoted.
+    fn same_as_chrono(micros: i64) {
+        let expected = chrono::DateTime::from_timestamp_micros(micros)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        let mut out = Vec::new();
+        write_timestamp_micros(micros, &mut out);
+        assert_eq!(out, serde_json::to_vec(&expected).unwrap(), "{micros}");
+    }
+
     #[test]
     fn timestamps_match_rfc3339_with_microseconds() {
         for micros in [
@@ -381,25 +392,13 @@ mod tests {
             253_402_300_800_000_000, // year 10000: the slow path
             -62_167_219_200_000_000, // 0000-01-01T00:00:00Z
         ] {
-            let expected = chrono::DateTime::from_timestamp_micros(micros)
-                .unwrap()
-                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-                .to_string();
-            let mut out = Vec::new();
-            write_timestamp_micros(micros, &mut out);
-            assert_eq!(out, serde_json::to_vec(&expected).unwrap(), "{micros}");
+            same_as_chrono(micros);
         }
         // A sweep across four centuries in steps that hit every month,
         // leap days and both sides of the epoch.
         let mut micros = -12_219_292_800_000_000i64; // 1582-10-15
         while micros < 32_503_680_000_000_000 {
-            let expected = chrono::DateTime::from_timestamp_micros(micros)
-                .unwrap()
-                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-                .to_string();
-            let mut out = Vec::new();
-            write_timestamp_micros(micros, &mut out);
-            assert_eq!(out, serde_json::to_vec(&expected).unwrap(), "{micros}");
+            same_as_chrono(micros);
             micros += 7_777_777_777_777;
         }
         for days in (-800_000..3_000_000)

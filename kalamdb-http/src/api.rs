@@ -227,6 +227,15 @@ pub struct SqlColumn {
     pub data_type: String,
 }
 
+impl From<&kalamdb_engine::ResultColumn> for SqlColumn {
+    fn from(c: &kalamdb_engine::ResultColumn) -> Self {
+        SqlColumn {
+            name: c.name.clone(),
+            data_type: c.data_type.clone(),
+        }
+    }
+}
+
 /// The result of one statement.
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct SqlResult {
@@ -324,14 +333,7 @@ impl SqlBody {
             if i > 0 {
                 out.push(b',');
             }
-            let columns: Vec<SqlColumn> = result
-                .columns
-                .iter()
-                .map(|c| SqlColumn {
-                    name: c.name.clone(),
-                    data_type: c.data_type.clone(),
-                })
-                .collect();
+            let columns: Vec<SqlColumn> = result.columns.iter().map(SqlColumn::from).collect();
             out.extend_from_slice(br#"{"columns":"#);
             serde_json::to_writer(&mut out, &columns).map_err(|e| fault(&e))?;
             out.extend_from_slice(br#","rows":"#);

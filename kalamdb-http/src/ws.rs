@@ -471,14 +471,7 @@ impl Connection {
         };
         self.subscriptions
             .insert(id.to_string(), subscribed.live_id.clone());
-        let columns = subscribed
-            .columns
-            .iter()
-            .map(|c| SqlColumn {
-                name: c.name.clone(),
-                data_type: c.data_type.clone(),
-            })
-            .collect();
+        let columns = subscribed.columns.iter().map(SqlColumn::from).collect();
         let mut replies = vec![ServerMessage::Subscribed(SubscribedMessage {
             subscription_id: id.to_string(),
             live_id: subscribed.live_id,

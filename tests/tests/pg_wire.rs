@@ -31,6 +31,15 @@ async fn connect(
     Ok(client)
 }
 
+/// Rows of the caller's partition of `notes`, read with binary results.
+async fn count_notes(client: &Client) -> i64 {
+    client
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn setup() -> (TestServer, String) {
     TestServer::prepared(
         &[],
@@ -202,12 +211,7 @@ async fn parameters_binary_results_and_prepared_statements() {
     assert_eq!(row.get::<_, Option<i32>>(1), None);
     // Bob's partition is his own, over this protocol too.
     let bob = connect(&server, "bob", "pw-bob-1", "app").await.unwrap();
-    let count: i64 = bob
-        .query_one("SELECT count(*) FROM notes", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 0);
+    assert_eq!(count_notes(&bob).await, 0);
 }
 
 #[tokio::test]
@@ -254,12 +258,7 @@ async fn errors_carry_sqlstates_and_the_session_goes_on() {
         .unwrap_err();
     assert_eq!(error.code(), Some(&SqlState::UNIQUE_VIOLATION), "{error}");
     // The session is still usable after every error.
-    let n: i64 = alice
-        .query_one("SELECT count(*) FROM notes", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1);
+    assert_eq!(count_notes(&alice).await, 1);
 }
 
 #[tokio::test]

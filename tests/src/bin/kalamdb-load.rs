@@ -243,6 +243,17 @@ impl Api {
         assert!(ok, "{body}");
     }
 
+    /// Creates users with password `pw` and role `user`, 100 per request.
+    async fn create_users(&self, root: &str, names: &[String]) {
+        for chunk in names.chunks(100) {
+            let sql: Vec<String> = chunk
+                .iter()
+                .map(|n| format!("CREATE USER IF NOT EXISTS '{n}' WITH PASSWORD 'pw' ROLE user"))
+                .collect();
+            self.must(root, sql.join("; ")).await;
+        }
+    }
+
     async fn login(&self, user: &str, password: &str) -> String {
         let body: serde_json::Value = self
             .client
@@ -500,13 +511,7 @@ async fn live_scenario(args: &Args) {
         let names: Vec<String> = (0..users)
             .map(|u| format!("sub{subscribers}_{u}"))
             .collect();
-        for chunk in names.chunks(100) {
-            let sql: Vec<String> = chunk
-                .iter()
-                .map(|n| format!("CREATE USER IF NOT EXISTS '{n}' WITH PASSWORD 'pw' ROLE user"))
-                .collect();
-            api.must(&root, sql.join("; ")).await;
-        }
+        api.create_users(&root, &names).await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tokens = Vec::new();
         for name in &names {
@@ -853,13 +858,7 @@ async fn hold_scenario(args: &Args) {
     api.must(&root, "CREATE NAMESPACE IF NOT EXISTS holdtest; CREATE USER TABLE IF NOT EXISTS holdtest.items (id BIGINT PRIMARY KEY, room INT, body TEXT)".into()).await;
     let users = if args.users_set { args.users } else { 1_000 }.max(1);
     let names: Vec<String> = (0..users).map(|u| format!("hold_{u}")).collect();
-    for chunk in names.chunks(100) {
-        let sql: Vec<String> = chunk
-            .iter()
-            .map(|n| format!("CREATE USER IF NOT EXISTS '{n}' WITH PASSWORD 'pw' ROLE user"))
-            .collect();
-        api.must(&root, sql.join("; ")).await;
-    }
+    api.create_users(&root, &names).await;
     let mut tokens = Vec::with_capacity(users);
     for name in &names {
         tokens.push(api.login(name, "pw").await);
