@@ -82,24 +82,35 @@ impl Tiers {
         {
             return Ok(rows);
         }
-        let all: Vec<usize> = (0..def.arrow_schema().fields().len()).collect();
-        let predicate = files::key_predicate(def, &missing)?;
-        let batches = self
-            .cold
-            .cold_rows(
-                def,
-                scope,
-                &HashSet::new(),
-                all,
-                ColdFilter::Always(predicate, Some(missing)),
-                true,
-            )
-            .await?;
+        let batches = match self.cold.lookup(def, scope, &missing).await? {
+            Some(batches) => batches,
+            None => {
+                let all: Vec<usize> = (0..def.arrow_schema().fields().len()).collect();
+                let predicate = files::key_predicate(def, &missing)?;
+                self.cold
+                    .cold_rows(
+                        def,
+                        scope,
+                        &HashSet::new(),
+                        all,
+                        ColdFilter::Always(predicate, Some(missing)),
+                        true,
+                    )
+                    .await?
+            }
+        };
+        // A key in several files (updated after a flush, before compaction):
+        // the newest version wins.
         let mut found: HashMap<Vec<u8>, StoredRow> = HashMap::new();
         for batch in &batches {
             let keys = files::encoded_keys(batch.column(def.primary_key))?;
             for (key, row) in keys.into_iter().zip(files::batch_to_rows(def, batch)?) {
-                found.insert(key, row);
+                match found.get(&key) {
+                    Some(newer) if newer.seq >= row.seq => {}
+                    _ => {
+                        found.insert(key, row);
+                    }
+                }
             }
         }
         for (pk, row) in pks.iter().zip(rows.iter_mut()) {

@@ -10,6 +10,7 @@
 
 pub(crate) mod files;
 pub(crate) mod location;
+pub(crate) mod lookup;
 pub(crate) mod manifest;
 pub(crate) mod retire;
 
@@ -84,6 +85,8 @@ pub(crate) struct ColdTier {
     pub readers: Arc<retire::Readers>,
     /// Files taken out of a manifest, deleted once no reader needs them.
     pub retired: retire::Retired,
+    /// Metadata of the files key lookups opened.
+    footers: lookup::Footers,
 }
 
 impl std::fmt::Debug for ColdTier {
@@ -127,6 +130,7 @@ impl ColdTier {
                 task,
                 readers: Arc::new(retire::Readers::default()),
                 retired,
+                footers: lookup::Footers::default(),
             },
             receiver,
         ))
