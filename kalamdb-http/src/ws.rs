@@ -34,6 +34,8 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// never blocked meanwhile: events queue (bounded) and overflow marks the
 /// connection as a slow consumer.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Queued changes written to a socket with one flush, at most.
+const WRITE_BATCH: usize = 256;
 
 /// Per-connection limits (configuration `ws_max_subscriptions`, `ws_queue_capacity`).
 #[derive(Debug, Clone, Copy)]
@@ -232,19 +234,38 @@ async fn connection(
                 Some(Ok(_)) => {}
             },
             Some(event) = receiver.recv() => {
-                let sent = match event {
-                    LiveEvent::Change(change) => {
-                        let sent = send_text(&mut sink, change_text(&change)).await;
-                        if sent {
-                            metrics.change_delivered();
+                // The changes already queued go out in one write: with a
+                // hundred subscriptions on a connection, one commit is a
+                // hundred messages but one system call.
+                let mut next = Some(event);
+                let mut queued = 0;
+                let mut sent = true;
+                while let Some(event) = next.take() {
+                    let (message, is_change) = match event {
+                        LiveEvent::Change(change) => (change_text(&change), true),
+                        LiveEvent::Ended { subscription_id, reason } => {
+                            connection.subscriptions.remove(&subscription_id);
+                            (unsubscribed(subscription_id, reason).to_text(), false)
                         }
-                        sent
+                    };
+                    sent = matches!(
+                        tokio::time::timeout(SEND_TIMEOUT, sink.feed(Message::Text(message))).await,
+                        Ok(Ok(()))
+                    );
+                    if sent && is_change {
+                        metrics.change_delivered();
                     }
-                    LiveEvent::Ended { subscription_id, reason } => {
-                        connection.subscriptions.remove(&subscription_id);
-                        send(&mut sink, unsubscribed(subscription_id, reason)).await
+                    queued += 1;
+                    if !sent || queued == WRITE_BATCH {
+                        break;
                     }
-                };
+                    next = receiver.try_recv().ok();
+                }
+                sent = sent
+                    && matches!(
+                        tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await,
+                        Ok(Ok(()))
+                    );
                 if !sent {
                     break;
                 }
