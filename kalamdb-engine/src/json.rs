@@ -2,6 +2,8 @@
 //! strings, other numbers and booleans as JSON numbers/booleans, timestamps
 //! as RFC 3339 UTC with microseconds, NULL as null.
 
+use std::cell::Cell;
+
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
     ArrowPrimitiveType, DataType, Date32Type, Date64Type, Float16Type, Float32Type, Float64Type,
@@ -10,6 +12,7 @@ use datafusion::arrow::datatypes::{
     UInt32Type, UInt64Type,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
 use serde_json::{Map, Value};
 
 use crate::error::{EngineError, Result};
@@ -178,20 +181,29 @@ fn writer_for(array: &dyn Array) -> Result<(&dyn Array, CellWriter<'_>)> {
             let a = array.as_string_view();
             strings(move |i| a.value(i))
         }
-        DataType::Timestamp(unit, _) => match unit {
-            TimeUnit::Second => primitive::<TimestampSecondType>(array, |v, out| {
-                write_timestamp_micros(v.saturating_mul(1_000_000), out)
-            }),
-            TimeUnit::Millisecond => primitive::<TimestampMillisecondType>(array, |v, out| {
-                write_timestamp_micros(v.saturating_mul(1_000), out)
-            }),
-            TimeUnit::Microsecond => {
-                primitive::<TimestampMicrosecondType>(array, write_timestamp_micros)
+        DataType::Timestamp(unit, _) => {
+            // Rows of one result are mostly from a few days: the date part
+            // of the last one is reused.
+            let day = Cell::new((i64::MIN, [0u8; 11]));
+            let write =
+                move |micros: i64, out: &mut Vec<u8>| write_timestamp_cached(micros, &day, out);
+            match unit {
+                TimeUnit::Second => primitive::<TimestampSecondType>(array, move |v, out| {
+                    write(v.saturating_mul(1_000_000), out)
+                }),
+                TimeUnit::Millisecond => {
+                    primitive::<TimestampMillisecondType>(array, move |v, out| {
+                        write(v.saturating_mul(1_000), out)
+                    })
+                }
+                TimeUnit::Microsecond => primitive::<TimestampMicrosecondType>(array, write),
+                TimeUnit::Nanosecond => {
+                    primitive::<TimestampNanosecondType>(array, move |v, out| {
+                        write(v.div_euclid(1_000), out)
+                    })
+                }
             }
-            TimeUnit::Nanosecond => primitive::<TimestampNanosecondType>(array, |v, out| {
-                write_timestamp_micros(v.div_euclid(1_000), out)
-            }),
-        },
+        }
         DataType::Date32 => primitive::<Date32Type>(array, write_date_days),
         DataType::Date64 => primitive::<Date64Type>(array, |v, out| {
             write_date_days((v / 86_400_000) as i32, out)
@@ -279,24 +291,47 @@ fn write_ymd(days: i64, out: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// [`write_timestamp_micros`], reusing the text of the date when it is the
+/// same day as the last value (`last`: a day number and its `"YYYY-MM-DD`).
+fn write_timestamp_cached(micros: i64, last: &Cell<(i64, [u8; 11])>, out: &mut Vec<u8>) {
+    let day = micros.div_euclid(DAY_MICROS);
+    if last.get().0 != day {
+        let start = out.len();
+        if write_ymd(day, out).is_none() {
+            return write_timestamp_micros(micros, out);
+        }
+        let mut text = [0u8; 11];
+        text.copy_from_slice(&out[start..]);
+        last.set((day, text));
+        out.truncate(start);
+    }
+    out.extend_from_slice(&last.get().1);
+    write_time_of_day(micros.rem_euclid(DAY_MICROS), out);
+}
+
+/// `THH:MM:SS.ffffffZ"`: the rest of a timestamp after its date.
+fn write_time_of_day(of_day: i64, out: &mut Vec<u8>) {
+    let secs = (of_day / 1_000_000) as u32;
+    out.push(b'T');
+    two_digits(secs / 3_600, out);
+    out.push(b':');
+    two_digits(secs / 60 % 60, out);
+    out.push(b':');
+    two_digits(secs % 60, out);
+    out.push(b'.');
+    let fraction = (of_day % 1_000_000) as u32;
+    for div in [100_000, 10_000, 1_000, 100, 10, 1] {
+        out.push(b'0' + (fraction / div % 10) as u8);
+    }
+    out.extend_from_slice(b"Z\"");
+}
+
 /// RFC 3339, UTC, microseconds: `"2024-01-02T03:04:05.000006Z"`.
 pub(crate) fn write_timestamp_micros(micros: i64, out: &mut Vec<u8>) {
-    const DAY: i64 = 86_400_000_000;
-    if write_ymd(micros.div_euclid(DAY), out).is_some() {
-        let of_day = micros.rem_euclid(DAY);
-        let secs = (of_day / 1_000_000) as u32;
-        out.push(b'T');
-        two_digits(secs / 3_600, out);
-        out.push(b':');
-        two_digits(secs / 60 % 60, out);
-        out.push(b':');
-        two_digits(secs % 60, out);
-        out.push(b'.');
-        let fraction = (of_day % 1_000_000) as u32;
-        for div in [100_000, 10_000, 1_000, 100, 10, 1] {
-            out.push(b'0' + (fraction / div % 10) as u8);
-        }
-        out.extend_from_slice(b"Z\"");
+    if write_ymd(micros.div_euclid(DAY_MICROS), out).is_some() {
+        write_time_of_day(micros.rem_euclid(DAY_MICROS), out);
         return;
     }
     match chrono::DateTime::from_timestamp_micros(micros) {
@@ -397,8 +432,17 @@ mod tests {
         // A sweep across four centuries in steps that hit every month,
         // leap days and both sides of the epoch.
         let mut micros = -12_219_292_800_000_000i64; // 1582-10-15
+        let last = Cell::new((i64::MIN, [0u8; 11]));
         while micros < 32_503_680_000_000_000 {
             same_as_chrono(micros);
+            // The same text through the cache, for this value and one an
+            // hour later (usually the same day).
+            for value in [micros, micros + 3_600_000_000] {
+                let (mut cached, mut plain) = (Vec::new(), Vec::new());
+                write_timestamp_cached(value, &last, &mut cached);
+                write_timestamp_micros(value, &mut plain);
+                assert_eq!(cached, plain, "{value}");
+            }
             micros += 7_777_777_777_777;
         }
         for days in (-800_000..3_000_000)
