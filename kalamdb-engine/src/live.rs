@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DataFusionError;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -352,6 +352,7 @@ impl LiveRouter {
         // only when another subscription may share them).
         let shared = subscriptions.len() > 1;
         let mut by_shape: HashMap<String, Vec<ChangeEvent>> = HashMap::new();
+        let mut batches = ChangeBatches::default();
         for mut subscription in subscriptions {
             if subscription.overflowed.load(Ordering::Relaxed) {
                 continue;
@@ -372,7 +373,7 @@ impl LiveRouter {
             }
             let events = match by_shape.get(&subscription.shape) {
                 Some(events) => Ok(events.clone()),
-                None => events_for(&subscription, changes).inspect(|events| {
+                None => events_for(&subscription, changes, &mut batches).inspect(|events| {
                     if shared {
                         by_shape.insert(subscription.shape.clone(), events.clone());
                     }
@@ -419,9 +420,14 @@ fn in_version<'a>(subscription: &Subscription, row: &'a StoredRow) -> Result<Cow
 
 /// Which rows match the subscription's filter.
 pub(crate) fn matches(subscription: &Subscription, rows: &[&StoredRow]) -> Result<Vec<bool>> {
-    let Some(filter) = &subscription.filter else {
+    if subscription.filter.is_none() {
         return Ok(vec![true; rows.len()]);
-    };
+    }
+    filtered(subscription, &row_batch(subscription, rows)?)
+}
+
+/// Rows in the subscription's table version, as a batch of every column.
+fn row_batch(subscription: &Subscription, rows: &[&StoredRow]) -> Result<RecordBatch> {
     let def = &subscription.def;
     let schema = def.arrow_schema();
     let all: Vec<usize> = (0..schema.fields().len()).collect();
@@ -429,9 +435,16 @@ pub(crate) fn matches(subscription: &Subscription, rows: &[&StoredRow]) -> Resul
         .iter()
         .map(|r| in_version(subscription, r).map(Cow::into_owned))
         .collect::<Result<_>>()?;
-    let batch = rows_to_batch(def, &owned, schema, &all)?;
+    rows_to_batch(def, &owned, schema, &all)
+}
+
+/// Which rows of a [`row_batch`] match the subscription's filter.
+fn filtered(subscription: &Subscription, batch: &RecordBatch) -> Result<Vec<bool>> {
+    let Some(filter) = &subscription.filter else {
+        return Ok(vec![true; batch.num_rows()]);
+    };
     let result = filter
-        .evaluate(&batch)
+        .evaluate(batch)
         .and_then(|v| v.into_array(batch.num_rows()))
         .map_err(crate::error::EngineError::from)?;
     let booleans = result.as_boolean_opt().ok_or_else(|| {
@@ -440,6 +453,35 @@ pub(crate) fn matches(subscription: &Subscription, rows: &[&StoredRow]) -> Resul
     Ok((0..booleans.len())
         .map(|i| booleans.is_valid(i) && booleans.value(i))
         .collect())
+}
+
+/// The new and old rows of one publish as batches, built once per table
+/// version for every shape whose filter reads them (a partition with a
+/// hundred different WHEREs evaluates a hundred filters on one batch).
+#[derive(Default)]
+struct ChangeBatches {
+    by_version: HashMap<i32, (RecordBatch, RecordBatch)>,
+}
+
+impl ChangeBatches {
+    fn get(
+        &mut self,
+        subscription: &Subscription,
+        changes: &[Change],
+    ) -> Result<&(RecordBatch, RecordBatch)> {
+        use std::collections::hash_map::Entry;
+        Ok(match self.by_version.entry(subscription.def.version) {
+            Entry::Occupied(built) => built.into_mut(),
+            Entry::Vacant(slot) => {
+                let news: Vec<&StoredRow> = changes.iter().map(|c| &c.new).collect();
+                let olds: Vec<&StoredRow> = changes.iter().filter_map(|c| c.old.as_ref()).collect();
+                slot.insert((
+                    row_batch(subscription, &news)?,
+                    row_batch(subscription, &olds)?,
+                ))
+            }
+        })
+    }
 }
 
 /// A row version projected to the subscription's columns.
@@ -456,11 +498,21 @@ pub(crate) fn project(subscription: &Subscription, row: &StoredRow) -> Result<Js
 
 /// The events one subscription gets for a set of changes. A row updated out
 /// of the filter is a delete, one updated into it an insert.
-fn events_for(subscription: &Subscription, changes: &[Change]) -> Result<Vec<ChangeEvent>> {
-    let news: Vec<&StoredRow> = changes.iter().map(|c| &c.new).collect();
-    let new_match = matches(subscription, &news)?;
-    let olds: Vec<&StoredRow> = changes.iter().filter_map(|c| c.old.as_ref()).collect();
-    let old_match_list = matches(subscription, &olds)?;
+fn events_for(
+    subscription: &Subscription,
+    changes: &[Change],
+    batches: &mut ChangeBatches,
+) -> Result<Vec<ChangeEvent>> {
+    let (new_match, old_match_list) = match subscription.filter {
+        None => {
+            let olds = changes.iter().filter(|c| c.old.is_some()).count();
+            (vec![true; changes.len()], vec![true; olds])
+        }
+        Some(_) => {
+            let (news, olds) = batches.get(subscription, changes)?;
+            (filtered(subscription, news)?, filtered(subscription, olds)?)
+        }
+    };
     let mut old_match = old_match_list.into_iter();
     let mut events = Vec::new();
     for (change, new_in) in changes.iter().zip(new_match) {
