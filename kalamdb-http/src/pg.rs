@@ -33,6 +33,8 @@ const GSSENC_REQUEST: i32 = 80_877_104;
 const CANCEL_REQUEST: i32 = 80_877_102;
 /// Largest startup packet accepted (Postgres uses the same bound).
 const MAX_STARTUP_BYTES: usize = 10_000;
+/// Named prepared statements, and portals, one connection may keep.
+const MAX_PREPARED: usize = 1024;
 /// Time a client has to finish its startup and authentication.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -339,6 +341,9 @@ struct Portal {
 struct Session {
     state: Arc<AppState>,
     caller: Caller,
+    /// The password hash the session logged in with: a changed password
+    /// ends the session, as it closes the user's WebSockets.
+    password_hash: String,
     namespace: Option<String>,
     statements: HashMap<String, Prepared>,
     portals: HashMap<String, Portal>,
@@ -365,12 +370,13 @@ async fn connection(
     let startup = tokio::time::timeout(STARTUP_TIMEOUT, startup(&mut input, &mut out, &state))
         .await
         .map_err(|_| protocol_error("startup took too long"))??;
-    let Some((caller, namespace)) = startup else {
+    let Some((caller, password_hash, namespace)) = startup else {
         return out.flush().await;
     };
     let mut session = Session {
         state,
         caller,
+        password_hash,
         namespace,
         statements: HashMap::new(),
         portals: HashMap::new(),
@@ -381,12 +387,16 @@ async fn connection(
         if tag == b'X' {
             return Ok(());
         }
-        // A dropped user's session ends, as its tokens stop working.
-        if !session.user_exists() {
+        // A dropped user's session ends, as its tokens stop working; so
+        // does one whose role or password changed, as its WebSockets do.
+        if !session.still_valid() {
             out.error(
                 "FATAL",
                 "28000",
-                &format!("user {} no longer exists", session.caller.user_id),
+                &format!(
+                    "user {} no longer exists, or its role or password changed: connect again",
+                    session.caller.user_id
+                ),
             );
             return out.flush().await;
         }
@@ -397,13 +407,17 @@ async fn connection(
     }
 }
 
-/// Startup and password authentication. The caller and default namespace,
-/// or `None` when the connection ends here (the reply is in `out`).
+/// What a connection logged in as: the caller, its password hash and the
+/// default namespace.
+type LoggedIn = (Caller, String, Option<String>);
+
+/// Startup and password authentication: who logged in, or `None` when the
+/// connection ends here (the reply is in `out`).
 async fn startup(
     input: &mut In,
     out: &mut Out,
     state: &Arc<AppState>,
-) -> std::io::Result<Option<(Caller, Option<String>)>> {
+) -> std::io::Result<Option<LoggedIn>> {
     let params = loop {
         let len = input.reader.read_i32().await?;
         if !(8..=MAX_STARTUP_BYTES as i32).contains(&len) {
@@ -497,6 +511,7 @@ async fn startup(
     out.flush().await?;
     Ok(Some((
         Caller::new(user_row.user_id, user_row.role),
+        user_row.password_hash,
         namespace,
     )))
 }
@@ -516,8 +531,9 @@ fn startup_params(mut body: &[u8]) -> HashMap<String, String> {
 }
 
 impl Session {
-    fn user_exists(&self) -> bool {
-        matches!(self.state.engine.user(&self.caller.user_id), Ok(Some(_)))
+    fn still_valid(&self) -> bool {
+        matches!(self.state.engine.user(&self.caller.user_id),
+            Ok(Some(user)) if user.role == self.caller.role && user.password_hash == self.password_hash)
     }
 
     async fn run(&self, sql: String, params: Vec<Value>) -> BatchOutcome {
@@ -602,6 +618,11 @@ impl Session {
                 let param_types = (0..count)
                     .map(|_| fields.i32().map(|t| t as u32))
                     .collect::<Result<Vec<_>, _>>()?;
+                if self.statements.len() >= MAX_PREPARED && !self.statements.contains_key(&name) {
+                    return Err(format!(
+                        "this connection holds {MAX_PREPARED} prepared statements, the limit: close some first"
+                    ));
+                }
                 self.statements.insert(
                     name,
                     Prepared {
@@ -654,6 +675,11 @@ impl Session {
                     return Err(format!("unknown result format code {bad}"));
                 }
                 let sql = statement.sql.clone();
+                if self.portals.len() >= MAX_PREPARED && !self.portals.contains_key(&portal) {
+                    return Err(format!(
+                        "this connection holds {MAX_PREPARED} portals, the limit: close some first"
+                    ));
+                }
                 self.portals.insert(
                     portal,
                     Portal {
@@ -950,8 +976,11 @@ fn text_value(value: &Value, type_oid: u32) -> String {
     match (value, type_oid) {
         (Value::Bool(b), _) => if *b { "t" } else { "f" }.to_string(),
         // `2024-01-02T03:04:05.000006Z` as timestamptz prints it.
-        (Value::String(s), oid::TIMESTAMPTZ) if s.ends_with('Z') && s.len() > 11 => {
-            format!("{} {}+00", &s[..10], &s[11..s.len() - 1])
+        (Value::String(s), oid::TIMESTAMPTZ) => {
+            match (s.get(..10), s.get(11..s.len().saturating_sub(1))) {
+                (Some(date), Some(time)) if s.ends_with('Z') => format!("{date} {time}+00"),
+                _ => s.clone(),
+            }
         }
         (Value::String(s), oid::BYTEA) => format!("\\x{}", hex(s.as_bytes())),
         (Value::String(s), _) => s.clone(),

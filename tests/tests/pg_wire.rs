@@ -266,6 +266,30 @@ async fn a_dropped_user_loses_the_session_and_hostile_input_is_refused() {
     let (server, root) = setup().await;
     let bob = connect(&server, "bob", "pw-bob-1", "app").await.unwrap();
     bob.simple_query("SELECT 1").await.unwrap();
+    // A changed role or password ends a session, as a dropped user does.
+    let alice = connect(&server, "alice", "pw-alice-1", "app")
+        .await
+        .unwrap();
+    server
+        .query_ok(&root, "ALTER USER 'alice' SET ROLE service")
+        .await;
+    let error = alice.simple_query("SELECT 1").await.unwrap_err();
+    assert!(
+        format!("{error:?}").contains("role or password changed"),
+        "{error:?}"
+    );
+    let alice = connect(&server, "alice", "pw-alice-1", "app")
+        .await
+        .unwrap();
+    server
+        .query_ok(&root, "ALTER USER 'alice' SET PASSWORD 'pw-alice-2'")
+        .await;
+    assert!(alice.simple_query("SELECT 1").await.is_err());
+    assert!(
+        connect(&server, "alice", "pw-alice-1", "app")
+            .await
+            .is_err()
+    );
     server.query_ok(&root, "DROP USER 'bob'").await;
     let error = bob.simple_query("SELECT 1").await.unwrap_err();
     assert!(
@@ -289,13 +313,34 @@ async fn a_dropped_user_loses_the_session_and_hostile_input_is_refused() {
             .expect("the server closes a bad connection")
             .unwrap_or_default();
     }
+    // Prepared statements are bounded per connection.
+    let alice = connect(&server, "alice", "pw-alice-2", "app")
+        .await
+        .unwrap();
+    // Kept: tokio-postgres closes a statement it drops.
+    let (mut kept, mut refused) = (Vec::new(), None);
+    for i in 0..1100 {
+        match alice.prepare(&format!("SELECT {i} AS n")).await {
+            Ok(statement) => kept.push(statement),
+            Err(e) => {
+                refused = Some((i, e));
+                break;
+            }
+        }
+    }
+    let (at, error) = refused.expect("the 1,025th prepared statement is refused");
+    assert_eq!(at, 1024, "{error:?}");
+    assert!(
+        format!("{error:?}").contains("prepared statements"),
+        "{error:?}"
+    );
     // A message over the request limit ends that connection only.
-    let alice = connect(&server, "alice", "pw-alice-1", "app")
+    let alice = connect(&server, "alice", "pw-alice-2", "app")
         .await
         .unwrap();
     let huge = format!("SELECT '{}'", "x".repeat(11 * 1024 * 1024));
     assert!(alice.simple_query(&huge).await.is_err());
-    let alice = connect(&server, "alice", "pw-alice-1", "app")
+    let alice = connect(&server, "alice", "pw-alice-2", "app")
         .await
         .unwrap();
     alice.simple_query("SELECT 1").await.unwrap();
