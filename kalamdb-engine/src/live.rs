@@ -16,15 +16,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DataFusionError;
-use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::logical_expr::Operator;
 use datafusion::logical_expr::Volatility;
 use datafusion::physical_expr::ScalarFunctionExpr;
-use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::PhysicalExpr;
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
@@ -446,9 +443,6 @@ fn filtered(subscription: &Subscription, batch: &RecordBatch) -> Result<Vec<bool
     let Some(filter) = &subscription.filter else {
         return Ok(vec![true; batch.num_rows()]);
     };
-    if let Some(matched) = column_equals(filter, batch) {
-        return matched;
-    }
     let result = filter
         .evaluate(batch)
         .and_then(|v| v.into_array(batch.num_rows()))
@@ -459,55 +453,6 @@ fn filtered(subscription: &Subscription, batch: &RecordBatch) -> Result<Vec<bool
     Ok((0..booleans.len())
         .map(|i| booleans.is_valid(i) && booleans.value(i))
         .collect())
-}
-
-/// `column = literal` (the most common live-query filter: a room, a
-/// conversation), compared cell by cell without evaluating an expression:
-/// a partition with many subscriptions, each on its own value, checks each
-/// in a few nanoseconds. `None` for any other filter, and for types whose
-/// equality is not plain value equality (floats: NaN), which are evaluated.
-fn column_equals(filter: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Option<Result<Vec<bool>>> {
-    let binary = filter.downcast_ref::<BinaryExpr>()?;
-    if *binary.op() != Operator::Eq {
-        return None;
-    }
-    let (column, literal) = match (
-        binary.left().downcast_ref::<Column>(),
-        binary.right().downcast_ref::<Literal>(),
-        binary.left().downcast_ref::<Literal>(),
-        binary.right().downcast_ref::<Column>(),
-    ) {
-        (Some(column), Some(literal), _, _) | (_, _, Some(literal), Some(column)) => {
-            (column, literal.value())
-        }
-        _ => return None,
-    };
-    let array = batch.column(column.index());
-    let exact = matches!(
-        array.data_type(),
-        DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64
-            | DataType::Utf8
-            | DataType::Boolean
-    );
-    if !exact || literal.data_type() != *array.data_type() || literal.is_null() {
-        return None;
-    }
-    Some(
-        (0..batch.num_rows())
-            .map(|i| {
-                ScalarValue::try_from_array(array, i)
-                    .map(|cell| !cell.is_null() && cell == *literal)
-                    .map_err(crate::error::EngineError::from)
-            })
-            .collect(),
-    )
 }
 
 /// The new and old rows of one publish as batches, built once per table
@@ -600,87 +545,4 @@ fn events_for(
         });
     }
     Ok(events)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use datafusion::arrow::array::{BooleanArray, Float64Array, Int32Array, StringArray};
-    use datafusion::arrow::datatypes::{Field, Schema};
-    use datafusion::physical_expr::expressions::{binary, col, lit};
-
-    /// `column = literal` compared cell by cell gives what evaluating the
-    /// expression gives, NULLs included; other shapes are left to it.
-    #[test]
-    fn column_equality_agrees_with_evaluation() {
-        let schema = Schema::new(vec![
-            Field::new("room", DataType::Int32, true),
-            Field::new("name", DataType::Utf8, true),
-            Field::new("ok", DataType::Boolean, true),
-            Field::new("score", DataType::Float64, true),
-        ]);
-        let batch = RecordBatch::try_new(
-            Arc::new(schema.clone()),
-            vec![
-                Arc::new(Int32Array::from(vec![Some(5), None, Some(6), Some(5)])),
-                Arc::new(StringArray::from(vec![
-                    Some("a"),
-                    Some("b"),
-                    None,
-                    Some("a"),
-                ])),
-                Arc::new(BooleanArray::from(vec![
-                    Some(true),
-                    Some(false),
-                    None,
-                    Some(true),
-                ])),
-                Arc::new(Float64Array::from(vec![
-                    Some(1.0),
-                    Some(f64::NAN),
-                    None,
-                    Some(2.0),
-                ])),
-            ],
-        )
-        .unwrap();
-        let evaluated = |filter: &Arc<dyn PhysicalExpr>| -> Vec<bool> {
-            let result = filter.evaluate(&batch).unwrap().into_array(4).unwrap();
-            let b = result.as_boolean();
-            (0..4).map(|i| b.is_valid(i) && b.value(i)).collect()
-        };
-        let cases = [
-            ("room", ScalarValue::Int32(Some(5)), false),
-            ("name", ScalarValue::Utf8(Some("a".into())), false),
-            ("ok", ScalarValue::Boolean(Some(true)), false),
-        ];
-        for (name, value, swapped) in cases {
-            for swap in [swapped, !swapped] {
-                let (left, right) = (col(name, &schema).unwrap(), lit(value.clone()));
-                let filter = match swap {
-                    false => binary(left, Operator::Eq, right, &schema).unwrap(),
-                    true => binary(right, Operator::Eq, left, &schema).unwrap(),
-                };
-                let direct = column_equals(&filter, &batch).expect("handled").unwrap();
-                assert_eq!(direct, evaluated(&filter), "{name} swapped={swap}");
-            }
-        }
-        // Floats and other operators are evaluated.
-        let float = binary(
-            col("score", &schema).unwrap(),
-            Operator::Eq,
-            lit(ScalarValue::Float64(Some(1.0))),
-            &schema,
-        )
-        .unwrap();
-        assert!(column_equals(&float, &batch).is_none());
-        let greater = binary(
-            col("room", &schema).unwrap(),
-            Operator::Gt,
-            lit(ScalarValue::Int32(Some(5))),
-            &schema,
-        )
-        .unwrap();
-        assert!(column_equals(&greater, &batch).is_none());
-    }
 }

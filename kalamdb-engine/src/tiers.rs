@@ -75,14 +75,11 @@ impl Tiers {
             return Ok(rows);
         }
         let candidates = ColdFilter::Always(files::always_true(), Some(missing.clone()));
-        if self
-            .cold
-            .files_for(&def.table_id(), scope, &candidates)?
-            .is_empty()
-        {
+        let files = self.cold.files_for(&def.table_id(), scope, &candidates)?;
+        if files.is_empty() {
             return Ok(rows);
         }
-        let batches = match self.cold.lookup(def, scope, &missing).await? {
+        let batches = match self.cold.lookup(def, &files, &missing).await? {
             Some(batches) => batches,
             None => {
                 let all: Vec<usize> = (0..def.arrow_schema().fields().len()).collect();

@@ -96,19 +96,28 @@ struct Connection {
     max_subscriptions: usize,
 }
 
+/// Writes one message and flushes it.
 async fn send(
     sink: &mut futures::stream::SplitSink<WebSocketStream, Message>,
     message: ServerMessage,
 ) -> bool {
-    send_text(sink, message.to_text()).await
+    feed(sink, message.to_text()).await && flush(sink).await
 }
 
-async fn send_text(
+/// Queues a message on the socket without flushing it.
+async fn feed(
     sink: &mut futures::stream::SplitSink<WebSocketStream, Message>,
     text: String,
 ) -> bool {
     matches!(
-        tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Text(text))).await,
+        tokio::time::timeout(SEND_TIMEOUT, sink.feed(Message::Text(text))).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn flush(sink: &mut futures::stream::SplitSink<WebSocketStream, Message>) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await,
         Ok(Ok(()))
     )
 }
@@ -258,10 +267,7 @@ async fn connection(
                             (unsubscribed(subscription_id, reason).to_text(), false)
                         }
                     };
-                    sent = matches!(
-                        tokio::time::timeout(SEND_TIMEOUT, sink.feed(Message::Text(message))).await,
-                        Ok(Ok(()))
-                    );
+                    sent = feed(&mut sink, message).await;
                     if sent && is_change {
                         metrics.change_delivered();
                     }
@@ -271,12 +277,7 @@ async fn connection(
                     }
                     next = receiver.try_recv().ok();
                 }
-                sent = sent
-                    && matches!(
-                        tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await,
-                        Ok(Ok(()))
-                    );
-                if !sent {
+                if !(sent && flush(&mut sink).await) {
                     break;
                 }
             }

@@ -30,13 +30,13 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
+use super::ColdTier;
 use super::files::encoded_keys;
 use super::location::location_url;
-use super::{ColdFilter, ColdTier, files};
+use super::manifest::ColdFile;
 use crate::error::{EngineError, Result};
 use crate::table::TableDef;
 use crate::table::def::ColumnType;
-use crate::table::keys::Scope;
 
 /// Metadata of files already opened, by location and path. Bounded: when
 /// full it starts over (a lookup then reads the footer again).
@@ -103,24 +103,24 @@ impl<'a> KeyValue<'a> {
 }
 
 impl ColdTier {
-    /// The stored versions (tombstones included) of `keys` in a partition's
-    /// files, as batches of the table's columns; `None` when this path does
-    /// not apply (a file of an older schema version, a key type or a file
-    /// without a page index) and the caller should scan instead.
+    /// The stored versions (tombstones included) of `keys` in `candidates`
+    /// (a partition's files whose key range holds one of them, from
+    /// [`ColdTier::files_for`]), as batches of the table's columns; `None`
+    /// when this path does not apply (a file of an older schema version, a
+    /// key type or a file without a page index) and the caller should scan
+    /// instead.
     pub(crate) async fn lookup(
         &self,
         def: &TableDef,
-        scope: &Scope,
+        candidates: &[ColdFile],
         keys: &[Vec<u8>],
     ) -> Result<Option<Vec<RecordBatch>>> {
-        let filter = ColdFilter::Always(files::always_true(), Some(keys.to_vec()));
-        let candidates = self.files_for(&def.table_id(), scope, &filter)?;
         if candidates.iter().any(|f| f.schema_version != def.version) {
             return Ok(None);
         }
         let key_type = def.key_column().ty;
         let mut out = Vec::new();
-        for file in &candidates {
+        for file in candidates {
             let wanted: Vec<&[u8]> = keys
                 .iter()
                 .filter(|k| {

@@ -35,7 +35,6 @@ struct Args {
     min_subscribers: usize,
     connections: usize,
     per_connection: usize,
-    users_set: bool,
 }
 
 fn parse_args() -> Args {
@@ -56,7 +55,6 @@ fn parse_args() -> Args {
         min_subscribers: 1,
         connections: 10_000,
         per_connection: 100,
-        users_set: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -72,10 +70,7 @@ fn parse_args() -> Args {
             "--concurrency" => args.concurrency = value().parse().expect("--concurrency N"),
             "--warmup" => args.warmup = value().parse().expect("--warmup N"),
             "--scenario" => args.scenario = Some(value()),
-            "--users" => {
-                args.users = value().parse().expect("--users N");
-                args.users_set = true;
-            }
+            "--users" => args.users = value().parse().expect("--users N"),
             "--connections" => args.connections = value().parse().expect("--connections N"),
             "--per-connection" => {
                 args.per_connection = value().parse().expect("--per-connection N")
@@ -856,7 +851,7 @@ async fn hold_scenario(args: &Args) {
     let pid = server.as_ref().and_then(TestServer::pid);
     let root = api.login(&args.user, &args.password).await;
     api.must(&root, "CREATE NAMESPACE IF NOT EXISTS holdtest; CREATE USER TABLE IF NOT EXISTS holdtest.items (id BIGINT PRIMARY KEY, room INT, body TEXT)".into()).await;
-    let users = if args.users_set { args.users } else { 1_000 }.max(1);
+    let users = args.users.max(1);
     let names: Vec<String> = (0..users).map(|u| format!("hold_{u}")).collect();
     api.create_users(&root, &names).await;
     let mut tokens = Vec::with_capacity(users);
