@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use kalamdb_engine::{BatchOutcome, Caller, EngineError, SqlRequest, StatementResult};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -91,9 +91,10 @@ fn protocol_error(message: impl Into<String>) -> Fatal {
     std::io::Error::new(std::io::ErrorKind::InvalidData, message.into())
 }
 
-/// Outgoing messages, buffered until a flush point.
+/// Outgoing messages, buffered in `buf` until a flush point, then written
+/// in one call.
 struct Out {
-    writer: BufWriter<OwnedWriteHalf>,
+    writer: OwnedWriteHalf,
     buf: Vec<u8>,
 }
 
@@ -135,7 +136,7 @@ impl Out {
             self.writer.write_all(&self.buf).await?;
             self.buf.clear();
         }
-        self.writer.flush().await
+        Ok(())
     }
 
     fn parameter_status(&mut self, name: &str, value: &str) {
@@ -364,7 +365,7 @@ async fn connection(
         max_bytes: options.max_message_bytes,
     };
     let mut out = Out {
-        writer: BufWriter::new(write),
+        writer: write,
         buf: Vec::with_capacity(8 * 1024),
     };
     let startup = tokio::time::timeout(STARTUP_TIMEOUT, startup(&mut input, &mut out, &state))
